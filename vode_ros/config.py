@@ -1,0 +1,257 @@
+"""The one configuration schema of vode_ros.
+
+Every default lives here, once. The ROS node declares its parameters from these dataclasses
+(name ``section.key``, description, range), the ``vode`` command reads YAML into them, and
+``config/vode.yaml`` is generated from them (``vode config``; a test keeps the file in sync).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from vode_ros.errors import ConfigError
+
+NODE_NAME = "vode_node"
+
+
+def _p(default, description: str, *, low=None, high=None, choices=None, node_only=False):
+    """A parameter: its default and what the node declares about it."""
+    meta = {"description": description, "low": low, "high": high, "choices": choices,
+            "node_only": node_only}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelsConfig:
+    depth: str = _p("models/depth.onnx",
+                    "Depth model (ONNX, vode model contract). Relative paths resolve against the "
+                    "package share directory, then the working directory.")
+    pose: str = _p("models/pose.onnx",
+                   "Pose model (ONNX, vode model contract), used by the network pose backend.")
+    providers: list = _p(["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                          "CPUExecutionProvider"],
+                         "ONNX Runtime execution providers in order of preference; the first that "
+                         "loads and runs is used and logged.")
+    intra_op_threads: int = _p(0, "ONNX Runtime intra-op threads (0: ONNX Runtime decides).",
+                               low=0, high=256)
+
+
+@dataclass
+class CameraConfig:
+    base_to_camera_xyz: list = _p([0.0, 0.0, 0.0],
+                                  "Static extrinsic: position of camera_optical_frame in base_link "
+                                  "(x y z, metres).")
+    base_to_camera_rpy: list = _p([-1.5707963267948966, 0.0, -1.5707963267948966],
+                                  "Static extrinsic: orientation of camera_optical_frame in base_link "
+                                  "(roll pitch yaw, radians, fixed axes XYZ). The default is the "
+                                  "REP-103 optical rotation: z forward, x right, y down.")
+
+
+@dataclass
+class OdometryConfig:
+    max_translation_per_frame: float = _p(
+        5.0, "A network step longer than this (model units) is rejected as a tracking failure.",
+        low=0.0, high=1000.0)
+    max_rotation_per_frame_deg: float = _p(
+        45.0, "A step rotating more than this (degrees) is rejected as a tracking failure.",
+        low=0.0, high=180.0)
+    max_lost_frames: int = _p(
+        30, "After this many consecutive failed frames the reference frame is re-anchored to the "
+        "newest frame.", low=1, high=100000)
+    min_valid_depth_fraction: float = _p(
+        0.5, "A depth map with fewer finite, in-range pixels than this fraction is a failure.",
+        low=0.0, high=1.0)
+    min_image_std: float = _p(
+        2.0, "A frame whose grey-level standard deviation is below this (0-255) carries no "
+        "texture to track: tracking fails and the pose holds.", low=0.0, high=255.0)
+    translation_sigma_per_frame: float = _p(
+        0.01, "Standard deviation of one step's translation (model units) in the covariance.",
+        low=0.0, high=100.0)
+    rotation_sigma_per_frame_deg: float = _p(
+        0.5, "Standard deviation of one step's rotation (degrees) in the covariance.",
+        low=0.0, high=180.0)
+    lost_covariance_inflation: float = _p(
+        100.0, "Factor applied to the step variance of a frame where tracking failed.",
+        low=1.0, high=1.0e9)
+
+
+@dataclass
+class RosConfig:
+    odom_frame: str = _p("odom", "Odometry frame (REP-105).", node_only=True)
+    base_frame: str = _p("base_link", "Robot body frame (REP-105).", node_only=True)
+    camera_frame: str = _p("camera_optical_frame",
+                           "Camera optical frame (REP-103) used in the depth output's header.",
+                           node_only=True)
+    publish_tf: bool = _p(True, "Broadcast TF odom -> base_link.", node_only=True)
+    publish_camera_tf: bool = _p(True, "Broadcast the static TF base_link -> camera_optical_frame.",
+                                 node_only=True)
+    publish_odom: bool = _p(True, "Publish nav_msgs/Odometry on odom.", node_only=True)
+    publish_depth: bool = _p(True, "Publish depth/image (32FC1 metres, NaN invalid) and "
+                             "depth/camera_info.", node_only=True)
+    publish_path: bool = _p(True, "Publish nav_msgs/Path on path.", node_only=True)
+    path_max_poses: int = _p(10000, "Poses kept in the published path (oldest dropped).",
+                             low=1, high=10000000, node_only=True)
+    reliable_qos: bool = _p(False, "Subscribe with reliable QoS instead of SensorDataQoS "
+                            "(best effort).", node_only=True)
+    use_compressed: bool = _p(False, "Subscribe image/compressed (sensor_msgs/CompressedImage) "
+                              "instead of image.", node_only=True)
+    use_cv_bridge: bool = _p(True, "Convert images through cv_bridge when it imports; otherwise "
+                             "(or when false) through vode_ros's own conversion.", node_only=True)
+    diagnostics_period_s: float = _p(1.0, "Period of /diagnostics messages (seconds).",
+                                     low=0.05, high=3600.0, node_only=True)
+    no_frames_warn_s: float = _p(3.0, "Warn when an image publisher is matched but no frame "
+                                 "arrived for this long (seconds).", low=0.1, high=3600.0,
+                                 node_only=True)
+    log_throttle_s: float = _p(5.0, "Minimum interval between repeats of one bad-input log line "
+                               "(seconds).", low=0.0, high=3600.0, node_only=True)
+
+
+@dataclass
+class VodeConfig:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    odometry: OdometryConfig = field(default_factory=OdometryConfig)
+    ros: RosConfig = field(default_factory=RosConfig)
+
+    # -- flat view -----------------------------------------------------------------------------
+    def parameters(self) -> Iterator[tuple[str, Any, dict]]:
+        """Yield (``section.key``, value, metadata) for every parameter."""
+        for section in dataclasses.fields(self):
+            sub = getattr(self, section.name)
+            for f in dataclasses.fields(sub):
+                yield f"{section.name}.{f.name}", getattr(sub, f.name), dict(f.metadata)
+
+    def get(self, name: str) -> Any:
+        section, key = _split(name)
+        return getattr(getattr(self, section), key)
+
+    def set(self, name: str, value: Any) -> None:
+        """Set ``section.key`` to value, coerced to the field's type and range-checked."""
+        section, key = _split(name)
+        sub = getattr(self, section, None)
+        if sub is None or not dataclasses.is_dataclass(sub) or key not in _field_names(sub):
+            raise ConfigError(f"unknown configuration key '{name}'; known keys: "
+                              f"{', '.join(n for n, _, _ in self.parameters())}")
+        current = getattr(sub, key)
+        meta = next(f.metadata for f in dataclasses.fields(sub) if f.name == key)
+        setattr(sub, key, _coerce(name, value, current, meta))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _field_names(obj) -> set:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
+def _split(name: str) -> tuple[str, str]:
+    if name.count(".") != 1:
+        raise ConfigError(f"configuration keys look like 'section.key', got '{name}'")
+    section, key = name.split(".")
+    return section, key
+
+
+def _coerce(name: str, value: Any, current: Any, meta: dict) -> Any:
+    if isinstance(value, str) and not isinstance(current, str):
+        value = yaml.safe_load(value)
+    try:
+        if isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise ValueError
+            out = value
+        elif isinstance(current, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            out = int(value)
+        elif isinstance(current, float):
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+        elif isinstance(current, str):
+            out = str(value)
+        elif isinstance(current, list):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            if current and isinstance(current[0], float):
+                if len(value) != len(current):
+                    raise ValueError
+                out = [float(v) for v in value]
+            else:
+                out = [str(v) for v in value]
+        else:  # pragma: no cover - schema only uses the types above
+            out = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"'{name}' expects a value like {current!r} "
+                          f"({type(current).__name__}), got {value!r}") from None
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and out < low or high is not None and out > high:
+        raise ConfigError(f"'{name}' must lie in [{low}, {high}], got {out!r}")
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VodeConfig:
+    """Read a YAML file into the schema, then apply ``section.key=value`` overrides.
+
+    The file may be a node parameter file (``vode_node: ros__parameters: {...}``, nested or with
+    dotted keys) or a plain mapping ``{section: {key: value}}``.
+    """
+    cfg = VodeConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file '{path}' does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"configuration file '{path}' is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"configuration file '{path}' must hold a mapping, got "
+                              f"{type(data).__name__}")
+        for node in (NODE_NAME, "/**"):
+            if isinstance(data.get(node), dict) and "ros__parameters" in data[node]:
+                data = data[node]["ros__parameters"]
+                break
+        for name, value in _flatten(data):
+            cfg.set(name, value)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"an override looks like 'section.key=value', got '{item}'")
+        name, value = item.split("=", 1)
+        cfg.set(name.strip(), value.strip())
+    return cfg
+
+
+def _flatten(data: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            yield from _flatten(value, name)
+        else:
+            yield name, value
+
+
+def dump_parameter_yaml(cfg: VodeConfig | None = None) -> str:
+    """The node's parameter file, every parameter with its description as a comment."""
+    cfg = cfg or VodeConfig()
+    lines = ["# vode_node parameters. Generated from vode_ros/config.py by `vode config`;",
+             "# edit values freely, the descriptions come from the schema.",
+             f"{NODE_NAME}:", "  ros__parameters:"]
+    section = None
+    for name, value, meta in cfg.parameters():
+        sec, key = _split(name)
+        if sec != section:
+            lines.append(f"    {sec}:")
+            section = sec
+        rng = ""
+        if meta.get("low") is not None:
+            rng = f" Range [{meta['low']}, {meta['high']}]."
+        lines.append(f"      # {meta['description']}{rng}")
+        lines.append(f"      {key}: {yaml.safe_dump(value, default_flow_style=True).strip()}"
+                     .replace("\n...", ""))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""Rigid transforms as 4x4 matrices; rotations through scipy's Rotation."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def make_transform(rotation: np.ndarray | Rotation, translation) -> np.ndarray:
+    T = np.eye(4)
+    R = rotation.as_matrix() if isinstance(rotation, Rotation) else np.asarray(rotation)
+    T[:3, :3] = R
+    T[:3, 3] = np.asarray(translation, dtype=float).reshape(3)
+    return T
+
+
+def invert(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid transform without a general matrix inverse."""
+    R, t = T[:3, :3], T[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ t
+    return out
+
+
+def from_axis_angle_translation(vec6) -> np.ndarray:
+    """(rx, ry, rz, tx, ty, tz): axis-angle rotation vector then translation."""
+    v = np.asarray(vec6, dtype=float).reshape(6)
+    return make_transform(Rotation.from_rotvec(v[:3]), v[3:])
+
+
+def from_xyz_rpy(xyz, rpy) -> np.ndarray:
+    """Transform from a position and fixed-axis roll, pitch, yaw (the URDF convention)."""
+    return make_transform(Rotation.from_euler("xyz", rpy), xyz)
+
+
+def to_quaternion_xyzw(T: np.ndarray) -> np.ndarray:
+    return Rotation.from_matrix(T[:3, :3]).as_quat()
+
+
+def from_quaternion_xyzw(translation, quat_xyzw) -> np.ndarray:
+    return make_transform(Rotation.from_quat(quat_xyzw), translation)
+
+
+def rotation_angle_deg(T: np.ndarray) -> float:
+    return float(np.degrees(Rotation.from_matrix(T[:3, :3]).magnitude()))
+
+
+def log_se3_approx(T: np.ndarray) -> np.ndarray:
+    """(tx, ty, tz, rx, ry, rz): translation and rotation vector of a transform."""
+    return np.concatenate([T[:3, 3], Rotation.from_matrix(T[:3, :3]).as_rotvec()])
+
+
+def adjoint(T: np.ndarray) -> np.ndarray:
+    """6x6 adjoint for (translation, rotation) ordered tangent vectors: maps a perturbation in
+    the child frame of T to its parent frame."""
+    R, t = T[:3, :3], T[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    A = np.zeros((6, 6))
+    A[:3, :3] = R
+    A[:3, 3:] = tx @ R
+    A[3:, 3:] = R
+    return A
+
+
+def is_finite_transform(T: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(T))) and abs(np.linalg.det(T[:3, :3]) - 1.0) < 1e-3

@@ -1,0 +1,182 @@
+"""VisualOdometry: the one pipeline that the node and the offline tools both call.
+
+``process(frame)`` runs depth and pose, accumulates the relative motion, and returns an
+``Estimate``: odom -> base_link pose with covariance, twist, depth at the image resolution,
+tracking state and per-stage timings. A frame that cannot be used raises ``InputError`` and
+leaves the state untouched; a frame where tracking fails holds the pose and inflates covariance.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vode_ros.camera import Camera, Frame
+from vode_ros.config import VodeConfig
+from vode_ros.depth import DepthEstimator
+from vode_ros.errors import InputError, ModelOutputError
+from vode_ros.geometry import (adjoint, from_xyz_rpy, invert, is_finite_transform,
+                               rotation_angle_deg)
+from vode_ros.pose import FrameData, PoseResult
+
+INITIALIZING, TRACKING, LOST = "INITIALIZING", "TRACKING", "LOST"
+
+
+@dataclass
+class Estimate:
+    stamp_ns: int
+    pose: np.ndarray                  # 4x4 odom -> base_link
+    camera_pose: np.ndarray           # 4x4 odom -> camera optical frame
+    twist: np.ndarray                 # (vx vy vz wx wy wz) of base_link in base_link
+    pose_covariance: np.ndarray       # 6x6 (x y z rx ry rz) in odom
+    twist_covariance: np.ndarray      # 6x6 in base_link
+    depth: np.ndarray | None          # HxW float32 at image resolution, model units, NaN invalid
+    camera: Camera                    # intrinsics of ``depth``
+    tracking: str                     # INITIALIZING, TRACKING or LOST
+    reason: str = ""                  # why tracking failed, or why a fallback ran
+    backend: str = ""                 # pose backend that produced this step
+    scale: str = "relative"           # relative or metric
+    timings_ms: dict = field(default_factory=dict)
+
+
+class VisualOdometry:
+    """Monocular VO: depth estimator + pose backend + pose accumulation."""
+
+    def __init__(self, config: VodeConfig, depth: DepthEstimator, pose_backend):
+        self.cfg = config.odometry
+        self.depth = depth
+        self.pose_backend = pose_backend
+        self.base_to_camera = from_xyz_rpy(config.camera.base_to_camera_xyz,
+                                           config.camera.base_to_camera_rpy)
+        self.camera_to_base = invert(self.base_to_camera)
+        metric = depth.metric and getattr(pose_backend, "metric", False)
+        self.scale = "metric" if metric else "relative"
+        step_var = np.r_[np.full(3, self.cfg.translation_sigma_per_frame ** 2),
+                         np.full(3, np.radians(self.cfg.rotation_sigma_per_frame_deg) ** 2)]
+        self.step_covariance = np.diag(step_var)
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart odometry at identity; the next frame becomes the reference."""
+        self.pose = np.eye(4)
+        self.pose_covariance = np.zeros((6, 6))
+        self.reference: FrameData | None = None
+        self.last_stamp_ns: int | None = None
+        self.lost_frames = 0
+        self.tracking = INITIALIZING
+        self.frames = 0
+
+    # -- the pipeline ----------------------------------------------------------------------------
+    def process(self, frame: Frame) -> Estimate:
+        frame.validate()
+        if self.last_stamp_ns is not None and frame.stamp_ns <= self.last_stamp_ns:
+            raise InputError("stamp", f"frame stamp {frame.stamp_ns} ns is not after the previous "
+                             f"frame's {self.last_stamp_ns} ns; frames must arrive in time order "
+                             "(call ~/reset when a bag restarts)")
+        timings = {}
+        t0 = time.perf_counter()
+        cur = FrameData(frame.stamp_ns, frame.image, frame.camera)
+        tensor = cur.tensor(self.depth.spec)
+        t1 = time.perf_counter()
+        depth_net = self.depth.predict(tensor)          # ModelOutputError skips the frame
+        cur.depth = depth_net
+        t2 = time.perf_counter()
+        timings["preprocess"] = (t1 - t0) * 1e3
+        timings["depth"] = (t2 - t1) * 1e3
+        timings["depth_model"] = self.depth.model.last_ms
+
+        step = np.eye(4)
+        reason, backend, sigma = "", "", 1.0
+        dt = 0.0
+        if self.reference is None:
+            self.tracking = TRACKING if self.frames == 0 else self.tracking
+            ok = True
+        else:
+            dt = (frame.stamp_ns - self.reference.stamp_ns) * 1e-9
+            result = self._estimate_step(self.reference, cur, frame)
+            timings["pose"] = (time.perf_counter() - t2) * 1e3
+            timings["pose_model"] = result.timings_ms.get("model", 0.0)
+            backend, reason, ok = result.backend, result.reason, result.ok
+            if ok:
+                step, sigma = result.T, result.sigma_scale
+        t3 = time.perf_counter()
+
+        base_step = self.base_to_camera @ step @ self.camera_to_base
+        q = self.step_covariance * sigma ** 2
+        if ok:
+            self.pose = self.pose @ base_step
+            self.pose_covariance = self.pose_covariance + _propagate(self.pose, q)
+            self.reference = cur
+            self.lost_frames = 0
+            self.tracking = TRACKING
+            twist = _twist(base_step, dt)
+            twist_cov = q / max(dt, 1e-3) ** 2
+        else:
+            inflated = q * self.cfg.lost_covariance_inflation
+            self.pose_covariance = self.pose_covariance + _propagate(self.pose, inflated)
+            self.lost_frames += 1
+            self.tracking = LOST
+            if self.lost_frames >= self.cfg.max_lost_frames:
+                self.reference = cur     # motion during the gap is lost; start again from here
+                self.lost_frames = 0
+            twist = np.zeros(6)
+            twist_cov = inflated / max(dt, 1e-3) ** 2
+        self.last_stamp_ns = frame.stamp_ns
+        self.frames += 1
+        h, w = frame.image.shape[:2]
+        depth_full = self.depth.upsample(depth_net, w, h)
+        timings["odometry"] = (time.perf_counter() - t3) * 1e3
+        return Estimate(
+            stamp_ns=frame.stamp_ns, pose=self.pose.copy(),
+            camera_pose=self.pose @ self.base_to_camera, twist=twist,
+            pose_covariance=self.pose_covariance.copy(), twist_covariance=twist_cov,
+            depth=depth_full, camera=frame.camera, tracking=self.tracking, reason=reason,
+            backend=backend, scale=self.scale, timings_ms=timings)
+
+    def _estimate_step(self, ref: FrameData, cur: FrameData, frame: Frame) -> PoseResult:
+        """Run the pose backend and check the step; a failure comes back with ok=False."""
+        grey_std = float(frame.image.std())
+        if grey_std < self.cfg.min_image_std:
+            return PoseResult(np.eye(4), ok=False, backend="none",
+                              reason=f"frame has no texture (intensity std {grey_std:.2f} < "
+                                     f"{self.cfg.min_image_std}): dark, blank or covered camera")
+        try:
+            result = self.pose_backend.estimate(ref, cur)
+        except ModelOutputError as exc:
+            return PoseResult(np.eye(4), ok=False, backend=self.pose_backend.name,
+                              reason=str(exc))
+        if not result.ok:
+            return result
+        T = result.T
+        if not is_finite_transform(T):
+            return PoseResult(np.eye(4), ok=False, backend=result.backend,
+                              reason="pose estimate is not a finite rigid transform")
+        trans = float(np.linalg.norm(T[:3, 3]))
+        if trans > self.cfg.max_translation_per_frame:
+            return PoseResult(np.eye(4), ok=False, backend=result.backend,
+                              reason=f"step translation {trans:.3f} exceeds "
+                                     f"odometry.max_translation_per_frame "
+                                     f"{self.cfg.max_translation_per_frame}")
+        angle = rotation_angle_deg(T)
+        if angle > self.cfg.max_rotation_per_frame_deg:
+            return PoseResult(np.eye(4), ok=False, backend=result.backend,
+                              reason=f"step rotation {angle:.1f} deg exceeds "
+                                     f"odometry.max_rotation_per_frame_deg "
+                                     f"{self.cfg.max_rotation_per_frame_deg}")
+        return result
+
+
+def _propagate(pose: np.ndarray, step_cov: np.ndarray) -> np.ndarray:
+    """Covariance added to the odom-frame pose by a step whose noise is ``step_cov`` in the body
+    frame (first-order, left perturbation)."""
+    A = adjoint(pose)
+    return A @ step_cov @ A.T
+
+
+def _twist(step: np.ndarray, dt: float) -> np.ndarray:
+    if dt <= 0:
+        return np.zeros(6)
+    from scipy.spatial.transform import Rotation
+
+    return np.r_[step[:3, 3] / dt, Rotation.from_matrix(step[:3, :3]).as_rotvec() / dt]

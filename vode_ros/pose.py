@@ -1,0 +1,71 @@
+"""Relative camera motion between two frames.
+
+A pose backend turns a previous and a current ``FrameData`` into a ``PoseResult``: the pose of the
+current camera in the previous camera's optical frame. ``NetworkPose`` runs a pose model of the
+contract; geometric and hybrid backends plug into the same interface.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vode_ros.camera import Camera
+from vode_ros.errors import ModelOutputError
+from vode_ros.geometry import from_axis_angle_translation
+from vode_ros.inference import ModelSpec, OnnxModel, to_tensor
+
+
+@dataclass
+class FrameData:
+    """What the pipeline knows of one frame; backends cache their own inputs in ``cache``."""
+
+    stamp_ns: int
+    image: np.ndarray            # HxWx3 uint8 RGB, full resolution
+    camera: Camera               # intrinsics of ``image``
+    depth: np.ndarray | None = None   # depth at the depth model's input size (model units)
+    cache: dict = field(default_factory=dict)
+
+    def tensor(self, spec: ModelSpec) -> np.ndarray:
+        """The model input for ``spec`` (computed once per frame and input format)."""
+        key = (spec.input_height, spec.input_width, spec.mean, spec.std)
+        if key not in self.cache:
+            self.cache[key] = to_tensor(self.image, spec)
+        return self.cache[key]
+
+
+@dataclass
+class PoseResult:
+    T: np.ndarray                 # 4x4, current camera in previous camera frame
+    ok: bool = True
+    reason: str = ""
+    sigma_scale: float = 1.0      # multiplies the per-frame standard deviations
+    backend: str = ""
+    timings_ms: dict = field(default_factory=dict)
+
+
+class NetworkPose:
+    """Pose from a pose network (PoseNet of SfMLearner / Monodepth2 kind)."""
+
+    name = "network"
+
+    def __init__(self, model: OnnxModel):
+        self.model = model
+        self.spec = model.spec
+
+    @property
+    def metric(self) -> bool:
+        return self.spec.metric
+
+    def estimate(self, prev: FrameData, cur: FrameData) -> PoseResult:
+        t0 = time.perf_counter()
+        pair = np.concatenate([prev.tensor(self.spec), cur.tensor(self.spec)], axis=1)
+        t1 = time.perf_counter()
+        out = self.model(pair).reshape(-1)[:6].astype(np.float64)
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": self.model.last_ms}
+        if not np.all(np.isfinite(out)):
+            raise ModelOutputError(f"pose model returned non-finite values {out.tolist()}; "
+                                   "expected 6 finite numbers (rotation vector, translation)")
+        return PoseResult(from_axis_angle_translation(out), backend=self.name,
+                          timings_ms=timings)

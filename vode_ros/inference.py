@@ -167,7 +167,7 @@ def _quiet_onnxruntime():
     import onnxruntime as ort
     # onnxruntime-gpu logs an error per missing CUDA library on CPU-only machines; we log the
     # provider that runs ourselves.
-    ort.set_default_logger_severity(3)
+    ort.set_default_logger_severity(4)
     return ort
 
 

@@ -86,13 +86,11 @@ class VisualOdometry:
         timings["depth"] = (t2 - t1) * 1e3
         timings["depth_model"] = self.depth.model.last_ms
 
-        step = np.eye(4)
+        step = None                      # None: first frame, the pose stays where it is
         reason, backend, sigma = "", "", 1.0
         dt = 0.0
-        if self.reference is None:
-            self.tracking = TRACKING if self.frames == 0 else self.tracking
-            ok = True
-        else:
+        ok = True
+        if self.reference is not None:
             dt = (frame.stamp_ns - self.reference.stamp_ns) * 1e-9
             result = self._estimate_step(self.reference, cur, frame)
             timings["pose"] = (time.perf_counter() - t2) * 1e3
@@ -102,15 +100,18 @@ class VisualOdometry:
                 step, sigma = result.T, result.sigma_scale
         t3 = time.perf_counter()
 
-        base_step = self.base_to_camera @ step @ self.camera_to_base
         q = self.step_covariance * sigma ** 2
         if ok:
-            self.pose = self.pose @ base_step
-            self.pose_covariance = self.pose_covariance + _propagate(self.pose, q)
+            if step is not None:
+                base_step = self.base_to_camera @ step @ self.camera_to_base
+                self.pose = self.pose @ base_step
+                self.pose_covariance = self.pose_covariance + _propagate(self.pose, q)
+                twist = _twist(base_step, dt)
+            else:
+                twist = np.zeros(6)
             self.reference = cur
             self.lost_frames = 0
             self.tracking = TRACKING
-            twist = _twist(base_step, dt)
             twist_cov = q / max(dt, 1e-3) ** 2
         else:
             inflated = q * self.cfg.lost_covariance_inflation

@@ -1,0 +1,166 @@
+"""``vode bench``: per-stage latency and end-to-end throughput of the pipeline the node runs.
+
+With ROS (the default), frames go through the real node's ``process_message`` as sensor_msgs/Image
+messages: decode, preprocess, depth, pose, odometry and publish are all timed, exactly the path a
+robot runs (the node is not spun; its publishers serialise onto DDS as usual). ``use_ros=False``
+times the core pipeline alone. ONNX Runtime model-only time is measured beside it on the same
+inputs, so the pipeline's own overhead shows.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+from vode_ros.config import VodeConfig
+
+STAGES = ("decode", "preprocess", "depth", "pose", "odometry", "publish")
+
+
+def _summary(values) -> dict:
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3),
+            "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "mean_ms": round(float(a.mean()), 3)}
+
+
+def _model_only(vo, tensor_depth, tensor_pose, n: int = 50) -> dict:
+    depth_model, pose_model = vo.depth.model, vo.pose_backend.model
+    times = {"depth": [], "pose": []}
+    for _ in range(5):
+        depth_model(tensor_depth)
+        pose_model(tensor_pose)
+    for _ in range(n):
+        depth_model(tensor_depth)
+        times["depth"].append(depth_model.last_ms)
+        pose_model(tensor_pose)
+        times["pose"].append(pose_model.last_ms)
+    d, p = (float(np.median(times[k])) for k in ("depth", "pose"))
+    return {"depth_ms": round(d, 3), "pose_ms": round(p, 3), "total_ms": round(d + p, 3)}
+
+
+def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmup: int = 5,
+              repeat: int = 1, use_ros: bool = True) -> dict:
+    from vode_ros.datasets import open_sequence
+
+    seq = open_sequence(input_path, frames=frames)
+    items = [(f.stamp_ns, f.image, f.camera) for f in seq]
+    if len(items) < 2:
+        raise ValueError(f"bench needs at least 2 frames, '{input_path}' gave {len(items)}")
+    runner = _RosRunner(cfg) if use_ros else _CoreRunner(cfg)
+    try:
+        vo = runner.vo
+        stages: dict[str, list] = {k: [] for k in STAGES}
+        stages["total"] = []
+        model_ms: dict[str, list] = {"depth": [], "pose": []}
+        n_timed, wall = 0, 0.0
+        for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
+            runner.reset()
+            subset = items[:warmup] if rep == 0 else items
+            if rep > 0:
+                t_start = time.perf_counter()
+            for stamp_ns, image, camera in subset:
+                timings = runner.step(stamp_ns, image, camera)
+                if rep == 0 or timings is None:
+                    continue
+                for k in STAGES:
+                    stages[k].append(timings.get(k, 0.0))
+                stages["total"].append(timings["total"])
+                model_ms["depth"].append(timings.get("depth_model", 0.0))
+                model_ms["pose"].append(timings.get("pose_model", 0.0))
+                n_timed += 1
+            if rep > 0:
+                wall += time.perf_counter() - t_start
+        from vode_ros.pose import FrameData
+        fd = FrameData(0, items[0][1], items[0][2])
+        td = fd.tensor(vo.depth.spec)
+        tp = np.concatenate([fd.tensor(vo.pose_backend.spec)] * 2, axis=1)
+        model_only = _model_only(vo, td, tp)
+        report = {
+            "input": str(input_path), "layout": seq.layout, "frames_timed": n_timed,
+            "image_size": [int(items[0][1].shape[1]), int(items[0][1].shape[0])],
+            "depth_input_size": [vo.depth.spec.input_width, vo.depth.spec.input_height],
+            "pose_input_size": [vo.pose_backend.spec.input_width,
+                                vo.pose_backend.spec.input_height],
+            "provider": vo.depth.model.provider, "through_ros_node": use_ros,
+            "fps_end_to_end": round(n_timed / wall, 2) if wall > 0 else None,
+            "model_only_ms": model_only,
+            "model_in_pipeline_ms": {"depth": _summary(model_ms["depth"]),
+                                     "pose": _summary(model_ms["pose"])},
+            "stages": {k: _summary(v) for k, v in stages.items()},
+            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
+                        platform.machine(), "python": platform.python_version()},
+        }
+        p50 = report["stages"]["total"]["p50_ms"]
+        report["overhead_ms_p50"] = round(p50 - model_only["total_ms"], 3) if p50 else None
+        return report
+    finally:
+        runner.close()
+
+
+class _CoreRunner:
+    def __init__(self, cfg: VodeConfig):
+        from vode_ros.pipeline import build_odometry
+        self.vo = build_odometry(cfg)
+
+    def step(self, stamp_ns, image, camera):
+        from vode_ros.camera import Frame
+        t0 = time.perf_counter()
+        est = self.vo.process(Frame(stamp_ns, image, camera))
+        return {**est.timings_ms, "total": (time.perf_counter() - t0) * 1e3}
+
+    def reset(self):
+        self.vo.reset()
+
+    def close(self):
+        pass
+
+
+class _RosRunner:
+    """The real node, created in-process on a private context; frames are fed as messages."""
+
+    def __init__(self, cfg: VodeConfig):
+        import rclpy
+        from rclpy.parameter import Parameter
+
+        from vode_ros.ros.node import VodeNode
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        overrides = [Parameter(name, value=value) for name, value, _ in cfg.parameters()]
+        self.node = VodeNode(context=self.context, parameter_overrides=overrides)
+        if self.node.vo is None:
+            msg = self.node.model_error
+            self.close()
+            from vode_ros.errors import ModelError
+            raise ModelError(msg)
+        self.vo = self.node.vo
+        self.info_for = None
+
+    def step(self, stamp_ns, image, camera):
+        from sensor_msgs.msg import CameraInfo
+        from std_msgs.msg import Header
+
+        from vode_ros.ros import conversions as conv
+        header = Header(stamp=conv.ns_to_stamp(stamp_ns), frame_id="camera_optical_frame")
+        if self.info_for != camera:
+            self.node.camera_info = conv.camera_to_camera_info(camera, header)
+            self.info_for = camera
+        msg = conv.rgb_to_image(image, header)
+        assert isinstance(self.node.camera_info, CameraInfo)
+        return self.node.process_message(msg)
+
+    def reset(self):
+        self.node.vo.reset()
+        self.node.path.clear()
+
+    def close(self):
+        if getattr(self, "node", None) is not None:
+            self.node.shutdown()
+            self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)

@@ -1,0 +1,361 @@
+"""vode_node: the ROS 2 door to VisualOdometry.
+
+Glue only: messages in, ``VisualOdometry.process`` (the same call the offline tools make), messages
+out. Frames go through a one-slot mailbox to a worker thread, so the node never queues frames
+without bound: a frame arriving while another waits replaces it and is counted as dropped.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from vode_ros.camera import Frame
+from vode_ros.config import NODE_NAME, VodeConfig
+from vode_ros.errors import InputError, VodeError
+from vode_ros.geometry import is_finite_transform
+from vode_ros.odometry import LOST
+from vode_ros.pipeline import build_odometry
+from vode_ros.ros import conversions as conv
+
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+TF_STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                           history=HistoryPolicy.KEEP_LAST)
+NO_FRAMES_HINT = ("an image publisher is matched but no frame arrived: large images over Fast DDS "
+                  "shared memory need a bigger segment; start the camera driver with "
+                  "FASTDDS_DEFAULT_PROFILES_FILE=<share>/vode_ros/config/fastdds_shm.xml "
+                  "(see README), or check QoS (best effort vs reliable)")
+
+
+def declare_config(node: Node, cfg: VodeConfig) -> VodeConfig:
+    """Declare every schema parameter (description, range) and read the values back."""
+    for name, default, meta in cfg.parameters():
+        desc = ParameterDescriptor(description=meta["description"])
+        low, high = meta.get("low"), meta.get("high")
+        if low is not None and isinstance(default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(low),
+                                                            to_value=float(high))]
+        elif low is not None and isinstance(default, int) and not isinstance(default, bool):
+            desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+        value = node.declare_parameter(name, default, desc).value
+        cfg.set(name, value)
+    return cfg
+
+
+class Throttle:
+    """One log line per fault kind per period."""
+
+    def __init__(self, period_s: float):
+        self.period_s = period_s
+        self.last: dict[str, float] = {}
+        self.counts: collections.Counter = collections.Counter()
+
+    def ready(self, kind: str) -> bool:
+        self.counts[kind] += 1
+        now = time.monotonic()
+        if now - self.last.get(kind, -1e18) >= self.period_s:
+            self.last[kind] = now
+            return True
+        return False
+
+
+class Stats:
+    """Rolling figures for diagnostics and the benchmark."""
+
+    def __init__(self, window: int = 300):
+        self.arrivals = collections.deque(maxlen=window)
+        self.latency_ms = collections.deque(maxlen=window)
+        self.stage_ms: dict[str, collections.deque] = collections.defaultdict(
+            lambda: collections.deque(maxlen=window))
+        self.received = self.processed = self.dropped = self.skipped = 0
+
+    def input_rate_hz(self) -> float:
+        if len(self.arrivals) < 2:
+            return 0.0
+        span = self.arrivals[-1] - self.arrivals[0]
+        return (len(self.arrivals) - 1) / span if span > 0 else 0.0
+
+
+class VodeNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg = declare_config(self, VodeConfig())
+        r = self.cfg.ros
+        self.log = self.get_logger()
+        self.throttle = Throttle(r.log_throttle_s)
+        self.stats = Stats()
+        self.lock = threading.Lock()          # guards the odometry and the path
+        self.mailbox_cv = threading.Condition()
+        self.mailbox = None                   # newest unprocessed image message
+        self.camera_info: CameraInfo | None = None
+        self.tracking = "NO_MODEL"
+        self.last_reason = ""
+        self.last_error = ""
+        self.backend = ""
+        self.path = collections.deque(maxlen=r.path_max_poses)
+        self.vo = None
+        self.model_error = ""
+        self.provider = ""
+        self.scale = "unknown"
+        self._load_models()
+        self.add_on_set_parameters_callback(self._refuse_changes)
+
+        # outputs
+        self.pub_odom = self.create_publisher(Odometry, "odom", 10) if r.publish_odom else None
+        self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS) if r.publish_tf else None
+        self.pub_depth = self.pub_depth_info = None
+        if r.publish_depth:
+            self.pub_depth = self.create_publisher(Image, "depth/image", 5)
+            self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", 5)
+        self.pub_path = self.create_publisher(Path, "path", 1) if r.publish_path else None
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if r.publish_camera_tf:
+            self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+            self._publish_static_tf()
+
+        # inputs
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if r.reliable_qos \
+            else qos_profile_sensor_data
+        if r.use_compressed:
+            self.sub_image = self.create_subscription(CompressedImage, "image/compressed",
+                                                      self._on_image, qos)
+        else:
+            self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_info, qos)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.diag_timer = self.create_timer(r.diagnostics_period_s, self._publish_diagnostics)
+        self.start_time = time.monotonic()
+        self.no_frames_warning = ""
+
+        self.running = True
+        self.worker = threading.Thread(target=self._work, name="vode_worker", daemon=True)
+        self.worker.start()
+        self.log.info(f"vode_node ready: image topic {self.sub_image.topic_name}, "
+                      f"models on {self.provider or 'none'}, scale {self.scale}")
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _load_models(self):
+        try:
+            self.vo = build_odometry(self.cfg)
+        except VodeError as exc:
+            self.model_error = str(exc)
+            self.log.error(f"models not loaded, frames will be skipped: {exc}")
+            return
+        self.provider = self.vo.depth.model.provider
+        self.scale = self.vo.scale
+        self.tracking = "WAITING"
+        errors = {**self.vo.depth.model.provider_errors,
+                  **self.vo.pose_backend.model.provider_errors}
+        preferred = self.cfg.models.providers[0] if self.cfg.models.providers else ""
+        note = f" ({preferred} unavailable: {errors[preferred]})" if preferred in errors else ""
+        self.log.info(f"ONNX Runtime provider in use: {self.provider}{note}; "
+                      f"depth scale is {self.scale}")
+
+    def _refuse_changes(self, params):
+        names = {n for n, _, _ in self.cfg.parameters()}
+        if any(p.name in names for p in params):
+            return SetParametersResult(successful=False, reason="vode_node parameters are read "
+                                       "at start-up; restart the node to change them")
+        return SetParametersResult(successful=True)
+
+    def _publish_static_tf(self):
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.cfg.ros.base_frame)
+        from vode_ros.geometry import from_xyz_rpy
+        T = from_xyz_rpy(self.cfg.camera.base_to_camera_xyz, self.cfg.camera.base_to_camera_rpy)
+        msg = TFMessage(transforms=[conv.matrix_to_transform(T, header,
+                                                             self.cfg.ros.camera_frame)])
+        self.pub_tf_static.publish(msg)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _on_info(self, msg: CameraInfo):
+        self.camera_info = msg
+
+    def _on_image(self, msg):
+        self.stats.received += 1
+        self.stats.arrivals.append(time.monotonic())
+        with self.mailbox_cv:
+            if self.mailbox is not None:
+                self.stats.dropped += 1
+            self.mailbox = (msg, time.perf_counter())
+            self.mailbox_cv.notify()
+
+    def _on_reset(self, request, response):
+        with self.lock:
+            if self.vo is not None:
+                self.vo.reset()
+            self.path.clear()
+        response.success = self.vo is not None
+        response.message = "odometry restarted at identity" if self.vo is not None else \
+            f"no odometry to reset: {self.model_error}"
+        self.log.info(response.message)
+        return response
+
+    # -- processing ------------------------------------------------------------------------------
+    def _work(self):
+        while self.running:
+            with self.mailbox_cv:
+                while self.mailbox is None and self.running:
+                    self.mailbox_cv.wait(timeout=0.2)
+                if not self.running:
+                    return
+                msg, t_arrival = self.mailbox
+                self.mailbox = None
+            try:
+                self.process_message(msg, t_arrival)
+            except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
+                self._report("internal", f"frame skipped after an unexpected error: "
+                             f"{type(exc).__name__}: {exc}")
+
+    def process_message(self, msg, t_arrival: float | None = None) -> dict | None:
+        """Convert, process and publish one image message; returns per-stage timings in ms
+        (None when the frame was skipped). Used by the worker and by ``vode bench``."""
+        t0 = time.perf_counter()
+        t_arrival = t0 if t_arrival is None else t_arrival
+        if self.vo is None:
+            self._report("model", f"frame skipped: no model loaded ({self.model_error})")
+            return None
+        info = self.camera_info
+        if info is None:
+            self._report("camera_info", "frame skipped: no camera_info received yet on "
+                         f"{self.sub_info.topic_name}; expected sensor_msgs/CameraInfo with the "
+                         "image's intrinsics")
+            return None
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = conv.compressed_to_rgb(msg)
+            else:
+                rgb = conv.image_to_rgb(msg, self.cfg.ros.use_cv_bridge)
+            camera = conv.camera_info_to_camera(info, rgb.shape[1], rgb.shape[0])
+            frame = Frame(conv.stamp_to_ns(msg.header.stamp), rgb, camera)
+            t1 = time.perf_counter()
+            with self.lock:
+                est = self.vo.process(frame)
+        except InputError as exc:
+            self._report(exc.kind, f"frame skipped: {exc}")
+            return None
+        t2 = time.perf_counter()
+        self.publish_estimate(est, msg.header.stamp, info)
+        t3 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, **est.timings_ms, "publish": (t3 - t2) * 1e3,
+                   "total": (t3 - t_arrival) * 1e3}
+        self.stats.processed += 1
+        self.stats.latency_ms.append(timings["total"])
+        for k, v in timings.items():
+            self.stats.stage_ms[k].append(v)
+        self.tracking, self.backend = est.tracking, est.backend
+        if est.tracking == LOST:
+            self._report("tracking", f"tracking lost, pose held: {est.reason}", warn=True)
+            self.last_reason = est.reason
+        return timings
+
+    def publish_estimate(self, est, stamp, info: CameraInfo):
+        r = self.cfg.ros
+        if not (is_finite_transform(est.pose) and np.all(np.isfinite(est.twist))
+                and np.all(np.isfinite(est.pose_covariance))
+                and np.all(np.isfinite(est.twist_covariance))):
+            # The core never produces these; this guard keeps NaN off /odom and TF regardless.
+            self._report("nan", "estimate is not finite; nothing published for this frame")
+            return
+        odom_header = Header(stamp=stamp, frame_id=r.odom_frame)
+        if self.pub_odom is not None:
+            self.pub_odom.publish(conv.estimate_to_odometry(est, odom_header, r.base_frame))
+        if self.pub_tf is not None:
+            self.pub_tf.publish(TFMessage(transforms=[
+                conv.matrix_to_transform(est.pose, odom_header, r.base_frame)]))
+        if self.pub_depth is not None and est.depth is not None:
+            cam_header = Header(stamp=stamp, frame_id=r.camera_frame)
+            self.pub_depth.publish(conv.depth_to_image(est.depth, cam_header))
+            self.pub_depth_info.publish(conv.camera_to_camera_info(est.camera, cam_header, info))
+        if self.pub_path is not None:
+            with self.lock:
+                self.path.append(conv.pose_stamped(est.pose, odom_header))
+                poses = list(self.path)
+            self.pub_path.publish(Path(header=odom_header, poses=poses))
+
+    def _report(self, kind: str, text: str, warn: bool = False):
+        if kind != "tracking":
+            self.stats.skipped += 1
+            self.last_error = text
+        if self.throttle.ready(kind):
+            n = self.throttle.counts[kind]
+            suffix = f" [{n} times so far]" if n > 1 else ""
+            (self.log.warn if warn else self.log.error)(text + suffix)
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def _publish_diagnostics(self):
+        s = self.stats
+        level, message = DiagnosticStatus.OK, "tracking"
+        if self.vo is None:
+            level, message = DiagnosticStatus.ERROR, f"no model loaded: {self.model_error}"
+        elif self.tracking == LOST:
+            level, message = DiagnosticStatus.WARN, f"tracking lost: {self.last_reason}"
+        elif self.tracking == "WAITING":
+            message = "waiting for frames"
+        matched = self.sub_image.get_publisher_count()
+        idle_s = time.monotonic() - (s.arrivals[-1] if s.arrivals else self.start_time)
+        if matched > 0 and idle_s > self.cfg.ros.no_frames_warn_s:
+            if self.throttle.ready("no_frames"):
+                self.log.warn(f"{matched} publisher(s) matched on {self.sub_image.topic_name} but "
+                              f"no frame for {idle_s:.1f} s: {NO_FRAMES_HINT}")
+            if level == DiagnosticStatus.OK:
+                level, message = DiagnosticStatus.WARN, f"no frames for {idle_s:.1f} s from " \
+                                                        f"{matched} matched publisher(s)"
+        lat = np.array(s.latency_ms) if s.latency_ms else np.zeros(1)
+        values = {
+            "input_rate_hz": f"{s.input_rate_hz():.2f}",
+            "latency_ms_p50": f"{np.percentile(lat, 50):.2f}",
+            "latency_ms_p99": f"{np.percentile(lat, 99):.2f}",
+            "frames_received": str(s.received), "frames_processed": str(s.processed),
+            "frames_dropped": str(s.dropped), "frames_skipped": str(s.skipped),
+            "provider": self.provider or "none", "tracking": self.tracking,
+            "pose_backend": self.backend, "scale": self.scale,
+            "matched_image_publishers": str(matched), "last_error": self.last_error,
+        }
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: visual odometry",
+                                  message=message, hardware_id="vode_ros",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                              status=[status]))
+
+    def shutdown(self):
+        self.running = False
+        with self.mailbox_cv:
+            self.mailbox_cv.notify_all()
+        self.worker.join(timeout=5.0)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = VodeNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

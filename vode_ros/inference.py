@@ -35,6 +35,8 @@ Tensors (batch 1, NCHW float32, RGB channel order):
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -201,9 +203,13 @@ class OnnxModel:
         self.provider_errors: dict[str, str] = {}
         self.session = None
         for provider in candidates:
+            printed = io.StringIO()
             try:
-                session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                               providers=[provider])
+                # ORT prints (not logs) "EP Error ... Falling back" when a GPU provider cannot
+                # load; keep that text as the provider's reason instead of on stdout.
+                with contextlib.redirect_stdout(printed):
+                    session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                   providers=[provider])
             except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
                 if _is_unreadable(exc):
                     raise ModelError(f"{source} is not a readable ONNX model ({_first_line(exc)});"
@@ -212,7 +218,10 @@ class OnnxModel:
                 self.provider_errors[provider] = _first_line(exc)
                 continue
             if session.get_providers()[0] != provider:
-                self.provider_errors[provider] = "provider did not load (missing libraries?)"
+                ep_error = [ln for ln in printed.getvalue().splitlines()
+                            if ln.startswith("EP Error")]
+                self.provider_errors[provider] = (ep_error[0][:300] if ep_error else
+                                                  "provider did not load (missing libraries?)")
                 continue
             if self.session is None:
                 self.spec = parse_metadata(session.get_modelmeta().custom_metadata_map, source,

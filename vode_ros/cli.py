@@ -25,13 +25,15 @@ def _load(args):
 # -- vode config ---------------------------------------------------------------------------------
 def _add_config(sub):
     p = sub.add_parser("config", help="print the node parameter file generated from the schema")
+    p.add_argument("--markdown", action="store_true", help="print README's parameter table")
     _config_args(p)
     p.set_defaults(func=_run_config)
 
 
 def _run_config(args):
-    from vode_ros.config import dump_parameter_yaml
-    sys.stdout.write(dump_parameter_yaml(_load(args)))
+    from vode_ros.config import dump_parameter_yaml, parameter_table_markdown
+    cfg = _load(args)
+    sys.stdout.write(parameter_table_markdown(cfg) if args.markdown else dump_parameter_yaml(cfg))
     return 0
 
 
@@ -107,7 +109,86 @@ def _run_demo(args):
     return 0
 
 
-COMMANDS = [_add_config, _add_bench, _add_export, _add_demo]
+# -- vode process / vode eval --------------------------------------------------------------------
+def _run_args(p) -> None:
+    p.add_argument("input", help="a sequence: any layout the dataset readers open (TUM, EuRoC, "
+                   "KITTI, 7-Scenes, image folder, video, ROS 2 bag)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (written "
+                   "atomically: a failed run leaves no complete-looking output)")
+    p.add_argument("--frames", default=None, metavar="A:B", help="frame range (python slice)")
+    p.add_argument("--save-depth", type=int, default=1, metavar="N",
+                   help="write every Nth depth map as DIR/depth/<index>.png (0: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_args(p)
+
+
+def _run_options(args):
+    from vode_ros.evaluation.runner import RunOptions
+    return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
+                      config_file=args.config, overrides=list(args.set))
+
+
+def _add_process(sub):
+    p = sub.add_parser("process", help="run the pipeline over a sequence: trajectory (TUM), "
+                       "depth PNGs, run.json, timing.json")
+    _run_args(p)
+    p.set_defaults(func=_run_process)
+
+
+def _run_process(args):
+    from vode_ros.evaluation.runner import run
+    try:
+        info = run(args.input, args.out, _load(args), _run_options(args))
+    except KeyboardInterrupt:
+        print("vode process: interrupted; no output was committed", file=sys.stderr)
+        return 130
+    print(f"vode process: {info['frames_processed']} frames ({info['frames_skipped']} skipped, "
+          f"{info['tracking']['lost_frames']} tracking lost) -> {info['out']}")
+    return 0
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="process a sequence and evaluate it against its ground "
+                       "truth: metrics.json (ATE, RPE, drift, depth) and PNG plots")
+    _run_args(p)
+    p.add_argument("--min-depth", type=float, default=None,
+                   help="depth evaluation range, lower bound in metres (default 0.1; KITTI 1e-3)")
+    p.add_argument("--max-depth", type=float, default=None,
+                   help="depth evaluation range, upper bound in metres (default 10; KITTI 80)")
+    p.add_argument("--depth-scaling", choices=("auto", "median", "global", "none"),
+                   default="auto", help="auto: per-image median for relative-scale models, none "
+                   "for metric ones; global: one median ratio for the whole sequence")
+    p.add_argument("--align", choices=("auto", "sim3", "se3"), default="auto",
+                   help="trajectory alignment (auto: Sim(3) for relative scale, SE(3) for metric)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args):
+    from vode_ros.evaluation.runner import EvalOptions, run
+    ev = EvalOptions(min_depth=args.min_depth, max_depth=args.max_depth,
+                     depth_scaling=args.depth_scaling, align=args.align,
+                     plots=not args.no_plots)
+    try:
+        info = run(args.input, args.out, _load(args), _run_options(args), ev)
+    except KeyboardInterrupt:
+        print("vode eval: interrupted; no output was committed", file=sys.stderr)
+        return 130
+    m = info["metrics"]
+    keys = ("ate_rmse_m", "scale_ratio", "t_err_pct", "r_err_deg_per_100m", "fps")
+    summary = {k: m.get(k) for k in keys}
+    summary["rpe_trans_m"] = m.get("rpe_trans_m")
+    summary["rpe_rot_deg"] = m.get("rpe_rot_deg")
+    if m.get("depth", {}).get("n_images"):
+        summary["depth"] = {k: m["depth"].get(k) for k in ("abs_rel", "rmse", "a1", "n_images")}
+        summary["depth_constant_baseline"] = {k: m["depth_constant_baseline"].get(k)
+                                              for k in ("abs_rel", "a1")}
+    print(json.dumps(summary, indent=2))
+    print(f"vode eval: metrics and plots in {info['out']}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = [_add_config, _add_bench, _add_export, _add_demo, _add_process, _add_eval]
 
 
 def main(argv=None) -> int:

@@ -30,8 +30,8 @@ def _p(default, description: str, *, low=None, high=None, choices=None, node_onl
 @dataclass
 class ModelsConfig:
     depth: str = _p("models/depth.onnx",
-                    "Depth model (ONNX, vode model contract). Relative paths resolve against the "
-                    "package share directory, then the working directory.")
+                    "Depth model (ONNX, vode model contract). A relative path resolves against the "
+                    "working directory, then the package share directory, then the source tree.")
     pose: str = _p("models/pose.onnx",
                    "Pose model (ONNX, vode model contract), used by the network pose backend.")
     providers: list = _p(["TensorrtExecutionProvider", "CUDAExecutionProvider",
@@ -95,7 +95,7 @@ class RosConfig:
     publish_depth: bool = _p(True, "Publish depth/image (32FC1 metres, NaN invalid) and "
                              "depth/camera_info.", node_only=True)
     publish_path: bool = _p(True, "Publish nav_msgs/Path on path.", node_only=True)
-    path_max_poses: int = _p(10000, "Poses kept in the published path (oldest dropped).",
+    path_max_poses: int = _p(2000, "Poses kept in the published path (oldest dropped).",
                              low=1, high=10000000, node_only=True)
     reliable_qos: bool = _p(False, "Subscribe with reliable QoS instead of SensorDataQoS "
                             "(best effort).", node_only=True)
@@ -255,3 +255,14 @@ def dump_parameter_yaml(cfg: VodeConfig | None = None) -> str:
         lines.append(f"      {key}: {yaml.safe_dump(value, default_flow_style=True).strip()}"
                      .replace("\n...", ""))
     return "\n".join(lines) + "\n"
+
+
+def parameter_table_markdown(cfg: VodeConfig | None = None) -> str:
+    """The README's parameter table, generated from the schema (a test keeps README in sync)."""
+    cfg = cfg or VodeConfig()
+    rows = ["| parameter | default | range | description |", "|---|---|---|---|"]
+    for name, value, meta in cfg.parameters():
+        rng = f"[{meta['low']}, {meta['high']}]" if meta.get("low") is not None else ""
+        shown = yaml.safe_dump(value, default_flow_style=True).strip().replace("\n...", "")
+        rows.append(f"| `{name}` | `{shown}` | {rng} | {meta['description']} |")
+    return "\n".join(rows) + "\n"

@@ -213,7 +213,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"configuration file '{path}' must hold a mapping, got "
                               f"{type(data).__name__}")
-        for node in (NODE_NAME, "/**"):
+        for node in (f"/**/{NODE_NAME}", NODE_NAME, f"/{NODE_NAME}", "/**"):
             if isinstance(data.get(node), dict) and "ros__parameters" in data[node]:
                 data = data[node]["ros__parameters"]
                 break
@@ -241,7 +241,9 @@ def dump_parameter_yaml(cfg: VodeConfig | None = None) -> str:
     cfg = cfg or VodeConfig()
     lines = ["# vode_node parameters. Generated from vode_ros/config.py by `vode config`;",
              "# edit values freely, the descriptions come from the schema.",
-             f"{NODE_NAME}:", "  ros__parameters:"]
+             "# The key /**/vode_node applies to the node in any namespace (a bare 'vode_node:'",
+             "# would be skipped by a namespaced node).",
+             f"/**/{NODE_NAME}:", "  ros__parameters:"]
     section = None
     for name, value, meta in cfg.parameters():
         sec, key = _split(name)

@@ -137,9 +137,11 @@ class Peer:
             return list(self.received[topic])
 
     def clear(self):
+        """Forget what was received (but the latched /tf_static, which comes only once)."""
         with self.lock:
-            for v in self.received.values():
-                v.clear()
+            for topic, v in self.received.items():
+                if topic != "/tf_static":
+                    v.clear()
 
     def wait_for(self, predicate, timeout: float = 20.0, period: float = 0.05) -> bool:
         end = time.monotonic() + timeout

@@ -55,6 +55,17 @@ class Clock:
         return cls.ns
 
 
+def _settled(peer, n_sent: int) -> bool:
+    last = peer.last_diagnostics()
+    if last is None:
+        return False
+    d = last[1]
+    received = int(d["frames_received"])
+    return received >= n_sent and received == int(d["frames_processed"]) + \
+        int(d["frames_dropped"]) + int(d["frames_skipped"]) and \
+        len(peer.messages("odom")) >= int(d["frames_processed"]) - 1
+
+
 def send_and_wait(peer, rgb, camera, encoding="rgb8", timeout=15.0):
     stamp = Clock.next()
     peer.send(rgb, camera, stamp, encoding)
@@ -79,8 +90,14 @@ def test_sequence_end_to_end(graph, frames):
         sent.append(Clock.next())
         peer.send(rgb, cam, sent[-1])
         time.sleep(1 / 10)       # 10 Hz: the node keeps up on 2 cores
-    assert peer.wait_for(lambda: len(peer.messages("odom")) >= len(sent) - 2, 20), node.log()
-    time.sleep(0.5)
+    # every frame is answered, dropped (a newer one replaced it while the node was busy) or
+    # skipped; on an idle 2-core machine none is dropped at 10 Hz
+    assert peer.wait_for(lambda: _settled(peer, len(sent)), 30), (peer.last_diagnostics(),
+                                                                  node.log())
+    time.sleep(0.3)
+    diag = peer.last_diagnostics()[1]
+    assert int(diag["frames_skipped"]) == 1           # the frame before camera_info
+    assert len(peer.messages("odom")) == int(diag["frames_processed"]) >= len(sent) // 2
     odom = peer.messages("odom")
     stamps = [conv.stamp_to_ns(m.header.stamp) for m in odom]
     assert set(stamps) <= set(sent) and stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
@@ -224,9 +241,9 @@ def test_burst_replaces_waiting_frame_and_counts_drops(graph, frames):
 
 def test_warns_when_a_matched_publisher_sends_nothing(graph):
     node, peer = graph
-    assert peer.wait_for(lambda: "matched on /camera/image_raw but no frame" in node.log(), 10)
-    status, values = peer.last_diagnostics()
-    assert status.level == b"\x01" and "no frames" in status.message
+    assert peer.wait_for(lambda: peer.last_diagnostics()[0].level == b"\x01" and
+                         "no frames for" in peer.last_diagnostics()[0].message, 10)
+    assert "matched on /camera/image_raw but no frame" in node.log()
 
 
 def test_clean_shutdown_on_sigint(graph):

@@ -65,10 +65,10 @@ class Frame:
                    else type(img).__name__)
             raise InputError("image", f"a frame image must be an HxWx3 uint8 RGB array, got {got}")
         if img.shape[0] == 0 or img.shape[1] == 0:
-            raise InputError("size", f"frame image is empty ({img.shape[1]}x{img.shape[0]})")
+            raise InputError("zero_size", f"frame image is empty ({img.shape[1]}x{img.shape[0]})")
         self.camera.validate()
         if (self.camera.width, self.camera.height) != (img.shape[1], img.shape[0]):
-            raise InputError("camera", f"camera_info is for {self.camera.width}x"
+            raise InputError("camera_size", f"camera_info is for {self.camera.width}x"
                              f"{self.camera.height} but the image is {img.shape[1]}x"
                              f"{img.shape[0]}; publish camera_info of the same resolution")
         return self

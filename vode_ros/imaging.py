@@ -32,14 +32,14 @@ def raw_to_rgb(data, encoding: str, width: int, height: int, step: int,
         raise InputError("encoding", f"unsupported image encoding '{encoding}'; expected one of "
                          f"{', '.join(ENCODINGS)}")
     if width <= 0 or height <= 0:
-        raise InputError("size", f"image has zero size ({width}x{height}); expected a non-empty "
+        raise InputError("zero_size", f"image has zero size ({width}x{height}); expected a non-empty "
                          "image")
     channels, dtype = ENCODINGS[encoding]
     itemsize = np.dtype(dtype).itemsize
     row_bytes = width * channels * itemsize
     buf = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.view(np.uint8)
     if step < row_bytes:
-        raise InputError("size", f"image step {step} is shorter than a {encoding} row of width "
+        raise InputError("step", f"image step {step} is shorter than a {encoding} row of width "
                          f"{width} ({row_bytes} bytes)")
     if len(buf) != step * height:
         raise InputError("size", f"image data is {len(buf)} bytes but step x height is "

@@ -232,16 +232,15 @@ class VodeNode(Node):
             self._report("model", f"frame skipped: no model loaded ({self.model_error})")
             return None
         info = self.camera_info
-        if info is None:
-            self._report("camera_info", "frame skipped: no camera_info received yet on "
-                         f"{self.sub_info.topic_name}; expected sensor_msgs/CameraInfo with the "
-                         "image's intrinsics")
-            return None
         try:
             if isinstance(msg, CompressedImage):
                 rgb = conv.compressed_to_rgb(msg)
             else:
                 rgb = conv.image_to_rgb(msg, self.cfg.ros.use_cv_bridge)
+            if info is None:
+                raise InputError("camera_info", "no camera_info received yet on "
+                                 f"{self.sub_info.topic_name}; expected sensor_msgs/CameraInfo "
+                                 "with the image's intrinsics")
             camera = conv.camera_info_to_camera(info, rgb.shape[1], rgb.shape[0])
             frame = Frame(conv.stamp_to_ns(msg.header.stamp), rgb, camera)
             t1 = time.perf_counter()

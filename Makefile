@@ -1,0 +1,87 @@
+# vode_ros developer targets. Everything runs from the venv at .venv (Python 3.11 + ROS 2 wheels).
+#
+#   make venv    create/update .venv (seconds when nothing changed)
+#   make test    the whole pytest suite, in the venv, with the ROS environment it needs
+#   make demo    vode demo
+#   make lock    re-pin every transitive package into requirements/lock.txt
+#   make colcon  build the package with colcon into build/colcon (as a ROS user would)
+#   make clean   remove build outputs (not the venv); make distclean also removes the venv
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+STAMP  := $(VENV)/.stamp
+
+# What the venv is built from: a change to any of these re-runs the (incremental) install.
+VENV_INPUTS := requirements.txt requirements/lock.txt msg/TFMessage.msg tools/gen_tf2_msgs.sh \
+               tools/venv_setup.py setup.py setup.cfg package.xml resource/vode_ros Makefile
+# Linked into .venv/share/vode_ros by tools/venv_setup.py: a new or removed file re-links
+# (their names count for the stamp, not their contents: links follow edits).
+DATA_FILES  := $(sort $(wildcard launch/*.py launch/*.xml launch/*.yaml config/*.yaml config/*.yml \
+                 config/*.rviz config/*.xml models/*.onnx models/README.md))
+
+# The environment a ROS process from this venv needs. LD_LIBRARY_PATH is set by the ROS wheels'
+# own start-up hook (ros_wheels_bootstrapper.pth), AMENT_PREFIX_PATH by ours (vode_ros_env.pth);
+# exporting them here as well keeps non-python children (colcon, shell scripts) in the same world.
+VENV_ABS := $(CURDIR)/$(VENV)
+export AMENT_PREFIX_PATH := $(VENV_ABS)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
+export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
+export PYTHONUNBUFFERED := 1
+
+PYTEST_ARGS ?= -q
+PIP := $(VPY) -m pip install --quiet --disable-pip-version-check
+# pip.conf here names local index folders that lack most projects; pip warns once per project.
+PIP_NOISE := is ignored: it is neither a file nor a directory
+
+.PHONY: help venv test demo models lock colcon clean distclean
+
+help:
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+
+venv:
+	@want=$$({ cat $(VENV_INPUTS); printf '%s\n' $(DATA_FILES); } 2>/dev/null | sha256sum | cut -c1-32); \
+	if [ -x $(VPY) ] && [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$$want" ]; then \
+	  echo "venv: $(VENV) is up to date"; exit 0; fi; \
+	if [ -e $(VENV) ] && ! $(VPY) -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then \
+	  echo "venv: $(VENV) is broken or not Python 3.11; recreating"; rm -rf $(VENV); fi; \
+	if [ ! -e $(VENV) ]; then \
+	  "$(PYTHON)" -c 'import sys; assert sys.version_info[:2] == (3, 11), "the ROS wheels need Python 3.11; set PYTHON=python3.11"'; \
+	  echo "venv: creating $(VENV) with $(PYTHON)"; "$(PYTHON)" -m venv $(VENV); fi; \
+	rm -f $(STAMP); \
+	echo "venv: installing pinned requirements (requirements.txt, requirements/lock.txt)"; \
+	$(PIP) -r requirements.txt 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
+	tools/gen_tf2_msgs.sh $(VENV); \
+	echo "venv: installing vode_ros (editable)"; \
+	$(PIP) --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
+	$(VPY) tools/venv_setup.py; \
+	echo "$$want" > $(STAMP); \
+	echo "venv: ready ($(VENV))"
+
+test: venv
+	$(VPY) -m pytest $(PYTEST_ARGS) test/
+
+demo: venv
+	$(VENV)/bin/vode demo
+
+# models: venv   (reserved: fetch/export the shipped ONNX models)
+
+lock: venv
+	@$(VPY) -m pip freeze --exclude-editable --disable-pip-version-check \
+	  | grep -viE '^(vode[-_]ros|tf2[-_]msgs)==' \
+	  | { echo "# Every package of the venv, pinned (make lock). requirements.txt applies it with -c."; cat; } \
+	  > requirements/lock.txt
+	@echo "lock: wrote requirements/lock.txt ($$(grep -vc '^#' requirements/lock.txt) packages)"
+
+colcon: venv
+	$(VENV)/bin/colcon build --base-paths . --build-base build/colcon/build \
+	  --install-base build/colcon/install
+
+clean:
+	rm -rf build install log *.egg-info .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

@@ -137,6 +137,8 @@ def test_eval_without_ground_truth_says_so_and_writes_nothing(assets, tmp_path, 
     err = capsys.readouterr().err
     assert "ground truth" in err and "vode process" in err
     assert not out.exists()
+    assert cli(assets, "process", str(folder), "--out", str(out)) == 0   # process needs none
+    assert json.loads((out / "run.json").read_text())["layout"] == "folder"
 
 
 def test_failed_runs_leave_no_complete_looking_output(assets, tmp_path, monkeypatch, capsys):
@@ -228,3 +230,14 @@ def test_eval_on_kitti_06_with_shipped_models(tmp_path):
     assert raw.shape == (cam["height"], cam["width"])
     for png in ("trajectory.png", "errors.png", "depth.png"):
         assert (out / png).is_file()
+
+
+def test_depth_grid_prefers_frames_with_ground_truth_depth():
+    from vode_ros.evaluation.runner import _GridPicker
+    img, d = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32)
+    for total, gt_every, want in ((12, 5, [0, 5, 10, 11]), (600, 5, [0, 200, 400, 595]),
+                                  (10, 1000, [0, 3, 6, 9])):
+        picker = _GridPicker(total)
+        for i in range(total):
+            picker.offer(i, i, img, d, d if i % gt_every == 0 else None)
+        assert [s["index"] for s in picker.result()] == want

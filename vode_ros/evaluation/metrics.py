@@ -22,9 +22,14 @@ for metric ones) and computes on the aligned estimate:
 - ``scale_ratio``: the Sim(3) scale s of ``gt ~ s R est + t``: metres per model unit. An estimate
   that is 3x too large gives 1/3.
 
-Degenerate alignments are handled, not hidden: when the ground truth does not move (no scale is
-observable) the estimate is aligned at the first pose without scale and ``ate_unit`` says the
-errors are in model units; when the positions are collinear (Umeyama's rotation is undetermined
+Also reported: ``ate_rot_rmse_deg`` (rotation part of the absolute error), the estimate's own
+path length and largest displacement from its start (in its units), the ground truth's extent.
+
+Degenerate alignments are handled, not hidden: when the ground truth does not move (its positions
+span less than ``STATIC_THRESHOLD_M`` = 1 cm: no scale is observable, and a Sim(3) fit to the
+jitter would shrink any drift to nothing) the estimate is aligned at the first pose without scale,
+``ate_unit`` says the errors are in the estimate's units (ATE is then its drift) and no
+per-distance drift is computed; when the positions are collinear (Umeyama's rotation is undetermined
 about the line, evo refuses) the rotation comes from the first poses' orientations and scale and
 translation from least squares. ``alignment`` names the method used.
 
@@ -51,6 +56,9 @@ import numpy as np
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 KITTI_LENGTHS_M = tuple(float(v) for v in range(100, 801, 100))
 STATS = ("rmse", "mean", "median", "max")
+# A ground truth whose positions span less than this (bounding-box diagonal) counts as not moving:
+# no scale is observable and drift per distance is meaningless (e.g. a robot standing still).
+STATIC_THRESHOLD_M = 0.01
 
 
 # ================================================================================================
@@ -70,9 +78,21 @@ class TrajectoryEvaluation:
     rpe_rot_errors_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
+def orthonormalize(poses) -> np.ndarray:
+    """Poses with each rotation replaced by the nearest rotation matrix (SVD). Ground truth
+    written with few decimals (7-Scenes) is slightly off SO(3), which evo's SO(3) log refuses."""
+    P = np.array(poses, dtype=float)
+    U, _, Vt = np.linalg.svd(P[:, :3, :3])
+    D = np.ones((len(P), 3))
+    D[:, 2] = np.sign(np.linalg.det(U @ Vt))
+    P[:, :3, :3] = (U * D[:, None, :]) @ Vt
+    P[:, 3, :] = (0.0, 0.0, 0.0, 1.0)
+    return P
+
+
 def _to_evo(stamps_s, poses, name):
     from evo.core.trajectory import PoseTrajectory3D
-    return PoseTrajectory3D(poses_se3=[np.asarray(p, float) for p in poses],
+    return PoseTrajectory3D(poses_se3=list(orthonormalize(poses)),
                             timestamps=np.asarray(stamps_s, float), name=name)
 
 
@@ -91,7 +111,14 @@ def _spread(xyz: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.sum((xyz - xyz.mean(0)) ** 2, axis=1))))
 
 
-def align_trajectory(traj_est, traj_ref, with_scale: bool) -> tuple[str, float | None, str]:
+def extent(xyz: np.ndarray) -> float:
+    """Diagonal of the axis-aligned bounding box of the positions."""
+    return float(np.linalg.norm(np.ptp(xyz, axis=0))) if len(xyz) else 0.0
+
+
+def align_trajectory(traj_est, traj_ref, with_scale: bool,
+                     static_threshold_m: float = STATIC_THRESHOLD_M
+                     ) -> tuple[str, float | None, str]:
     """Align ``traj_est`` (evo trajectory, modified in place) to ``traj_ref``.
 
     Returns (method, scale or None when unobservable, note)."""
@@ -100,11 +127,11 @@ def align_trajectory(traj_est, traj_ref, with_scale: bool) -> tuple[str, float |
 
     ref_xyz, est_xyz = traj_ref.positions_xyz, traj_est.positions_xyz
     ref_spread, est_spread = _spread(ref_xyz), _spread(est_xyz)
-    if ref_spread < 1e-6:
+    if extent(ref_xyz) < static_threshold_m:
         traj_est.align_origin(traj_ref)
-        return ("origin", None, "ground truth does not move: no scale is observable; the estimate "
-                "is aligned at its first pose without scale and errors are in the estimate's "
-                "units")
+        return ("origin", None, f"the ground truth moves less than {static_threshold_m} m: no "
+                "scale is observable; the estimate is aligned at its first pose without scale, so "
+                "ATE is the estimate's drift in its own units")
     if est_spread < 1e-12 * max(ref_spread, 1.0):
         traj_est.align_origin(traj_ref)
         return ("origin", None, "the estimate does not move: no scale can be found; aligned at "
@@ -196,7 +223,8 @@ def kitti_drift(gt_poses, est_poses, lengths, step: int = 1) -> dict:
 
 def evaluate_trajectory(gt_stamps_ns, gt_poses, est_stamps_ns, est_poses, *,
                         scale: str = "relative", align: str = "auto", max_dt_s: float = 0.01,
-                        drift_step: int = 1) -> TrajectoryEvaluation:
+                        drift_step: int = 1,
+                        static_threshold_m: float = STATIC_THRESHOLD_M) -> TrajectoryEvaluation:
     """Trajectory metrics of an estimate against ground truth (both camera-to-world 4x4 poses of
     the same frame; stamps in integer ns). ``scale`` is the estimate's scale kind; ``align`` is
     ``auto`` (Sim(3) for relative, SE(3) for metric), ``sim3`` or ``se3``."""
@@ -221,12 +249,17 @@ def evaluate_trajectory(gt_stamps_ns, gt_poses, est_stamps_ns, est_poses, *,
                          f"{max_dt_s} s; expected at least 2")
     with_scale = {"auto": scale != "metric", "sim3": True, "se3": False}[align]
     est_aligned = copy.deepcopy(est)
-    method, s, note = align_trajectory(est_aligned, ref, with_scale)
+    method, s, note = align_trajectory(est_aligned, ref, with_scale, static_threshold_m)
+    gt_static = method == "origin" and s is None and extent(ref.positions_xyz) < \
+        static_threshold_m
 
     ape = evo_metrics.APE(evo_metrics.PoseRelation.translation_part)
     ape.process_data((ref, est_aligned))
     ate = np.asarray(ape.error, float)
     ate_stats = _stats(ate)
+    ape_rot = evo_metrics.APE(evo_metrics.PoseRelation.rotation_angle_deg)
+    ape_rot.process_data((ref, est_aligned))
+    est_xyz_raw = est.positions_xyz
 
     stamps = np.asarray(ref.timestamps, float)
     dt = float(np.median(np.diff(stamps))) if n > 1 else 0.0
@@ -236,6 +269,8 @@ def evaluate_trajectory(gt_stamps_ns, gt_poses, est_stamps_ns, est_poses, *,
 
     path_length = float(ref.path_length)
     lengths, rule = drift_lengths(path_length)
+    if gt_static:
+        lengths, rule = [], f"none: the ground truth moves less than {static_threshold_m} m"
     drift = kitti_drift(np.asarray(ref.poses_se3), np.asarray(est_aligned.poses_se3), lengths,
                         drift_step) if lengths else \
         {"t_err_pct": None, "r_err_deg_per_100m": None, "segments": 0, "lengths": []}
@@ -246,8 +281,9 @@ def evaluate_trajectory(gt_stamps_ns, gt_poses, est_stamps_ns, est_poses, *,
     def rpe_detail(block, delta):
         if block is None:
             return {"delta_frames": delta, "pairs": 0}
-        return {"delta_frames": delta, "delta_s": round(delta * dt, 6), "pairs": len(block["trans"]),
-                "trans_m": _stats(block["trans"]), "rot_deg": _stats(block["rot"])}
+        return {"delta_frames": delta, "delta_s": round(delta * dt, 6),
+                "pairs": len(block["trans"]), "trans_m": _stats(block["trans"]),
+                "rot_deg": _stats(block["rot"])}
 
     unit = "m" if s is not None or scale == "metric" else "model units"
     m = {
@@ -260,6 +296,13 @@ def evaluate_trajectory(gt_stamps_ns, gt_poses, est_stamps_ns, est_poses, *,
         "ate_unit": unit,
         "ate_rmse_m": ate_stats["rmse"], "ate_mean_m": ate_stats["mean"],
         "ate_median_m": ate_stats["median"], "ate_max_m": ate_stats["max"],
+        "ate_rot_rmse_deg": _stats(ape_rot.error)["rmse"],
+        "gt_extent_m": extent(ref.positions_xyz),
+        "estimate_path_length": float(np.sum(np.linalg.norm(np.diff(est_xyz_raw, axis=0),
+                                                            axis=1))),
+        "estimate_max_displacement": float(np.max(np.linalg.norm(est_xyz_raw - est_xyz_raw[0],
+                                                                 axis=1))),
+        "estimate_units": "m" if scale == "metric" else "model units",
         "rpe_trans_m": {"per_frame": rpe_value(per_frame, "trans"),
                         "per_second": rpe_value(per_second, "trans")},
         "rpe_rot_deg": {"per_frame": rpe_value(per_frame, "rot"),

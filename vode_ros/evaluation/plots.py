@@ -30,7 +30,7 @@ def _save(fig, path) -> Path:
 def top_view_axes(gt_xyz: np.ndarray, est_xyz: np.ndarray) -> tuple[int, int]:
     """The two world axes along which the ground truth (or, if it does not move, the estimate)
     extends most: the plane a top view should show."""
-    pts = gt_xyz if len(gt_xyz) and np.ptp(gt_xyz, axis=0).max() > 1e-6 else est_xyz
+    pts = gt_xyz if len(gt_xyz) and np.linalg.norm(np.ptp(gt_xyz, axis=0)) > 0.01 else est_xyz
     if len(pts) == 0:
         return 0, 1
     ext = np.ptp(pts, axis=0)
@@ -39,7 +39,7 @@ def top_view_axes(gt_xyz: np.ndarray, est_xyz: np.ndarray) -> tuple[int, int]:
 
 
 def plot_trajectory(path, gt_xyz: np.ndarray, est_xyz: np.ndarray, title: str = "",
-                    subtitle: str = "") -> Path:
+                    subtitle: str = "", unit: str = "m") -> Path:
     """Top view of the aligned estimate over the ground truth (equal axis scale)."""
     a, b = top_view_axes(gt_xyz, est_xyz)
     fig = _figure(6.4, 5.6)
@@ -51,8 +51,8 @@ def plot_trajectory(path, gt_xyz: np.ndarray, est_xyz: np.ndarray, title: str = 
         ax.plot(est_xyz[:, a], est_xyz[:, b], "-", color="tab:blue", lw=1.4,
                 label="estimate (aligned)")
         ax.plot(est_xyz[0, a], est_xyz[0, b], "o", color="tab:blue", ms=4, label="start")
-    ax.set_xlabel(f"{AXIS_NAMES[a]} [m]")
-    ax.set_ylabel(f"{AXIS_NAMES[b]} [m]")
+    ax.set_xlabel(f"{AXIS_NAMES[a]} [{unit}]")
+    ax.set_ylabel(f"{AXIS_NAMES[b]} [{unit}]")
     ax.set_aspect("equal", adjustable="datalim")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)

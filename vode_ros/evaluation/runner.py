@@ -246,42 +246,55 @@ def write_json(path: Path, data) -> None:
 
 # -- the grid of depth samples -------------------------------------------------------------------
 class _GridPicker:
-    """Keeps up to ``n`` frames spread over the sequence for the depth grid, preferring frames
-    that have ground-truth depth."""
+    """Keeps up to ``n`` frames spread over the sequence for the depth grid. For each target
+    position it takes the first frame at or after it that has ground-truth depth; failing that
+    (none before the next target), the latest one with ground-truth depth since the previous
+    sample, else the frame at the target."""
 
     def __init__(self, total: int, n: int = GRID_SAMPLES):
         n = max(1, min(n, total))
         self.targets = sorted(set(np.linspace(0, total - 1, n).round().astype(int).tolist()))
         self.k = 0
-        self.fallback = None
+        self.fallback = None          # the frame at the target (no ground-truth depth)
+        self.recent_gt = None         # the latest frame with ground-truth depth, not yet used
         self.samples: list[dict] = []
 
-    def offer(self, position: int, index: int, image, pred, gt) -> None:
-        while self.k < len(self.targets) and self.k + 1 < len(self.targets) and \
-                position >= self.targets[self.k + 1]:
-            self._take_fallback()                 # the next target is reached: settle this one
-        if self.k >= len(self.targets) or position < self.targets[self.k]:
-            return
-        sample = {"index": index, "image": _thumb(image), "pred": _thumb(pred),
-                  "gt": None if gt is None else _thumb(gt)}
-        if gt is not None:
-            self.samples.append(sample)
-            self.fallback = None
-            self.k += 1
-        elif self.fallback is None:
-            self.fallback = sample
+    @staticmethod
+    def _sample(index, image, pred, gt) -> dict:
+        return {"index": index, "image": _thumb(image), "pred": _thumb(pred),
+                "gt": None if gt is None else _thumb(gt)}
 
-    def _take_fallback(self) -> None:
-        if self.fallback is not None:
-            self.samples.append(self.fallback)
-        self.fallback = None
+    def offer(self, position: int, index: int, image, pred, gt) -> None:
+        while self.k + 1 < len(self.targets) and position >= self.targets[self.k + 1]:
+            self._settle()                        # the next target is reached: settle this one
+        if self.k >= len(self.targets):
+            return
+        if position < self.targets[self.k] or (self.fallback is not None and gt is None):
+            if gt is not None:
+                self.recent_gt = (index, image, pred, gt)
+            return
+        if gt is not None:
+            self._take(self._sample(index, image, pred, gt))
+        else:
+            self.fallback = self._sample(index, image, pred, None)
+
+    def _take(self, sample: dict) -> None:
+        self.samples.append(sample)
+        self.fallback = self.recent_gt = None
         self.k += 1
 
+    def _settle(self) -> None:
+        if self.recent_gt is not None:
+            self._take(self._sample(*self.recent_gt))
+        elif self.fallback is not None:
+            self._take(self.fallback)
+        else:
+            self.k += 1
+
     def result(self) -> list[dict]:
-        if self.fallback is not None:
-            self.samples.append(self.fallback)
-            self.fallback = None
-        return self.samples
+        if self.k < len(self.targets):
+            self._settle()
+        return sorted(self.samples, key=lambda smp: smp["index"])
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -501,6 +514,8 @@ def _version() -> str:
 
 def _evaluate(out: AtomicOutput, info, timing, vo, ev: EvalOptions, depth_scaling,
               depth_range, gt, est, depth_eval, grid) -> dict:
+    from evo import EvoException
+
     from vode_ros.evaluation.metrics import evaluate_trajectory
 
     gt_stamps, gt_poses = gt
@@ -513,7 +528,7 @@ def _evaluate(out: AtomicOutput, info, timing, vo, ev: EvalOptions, depth_scalin
         traj = evaluate_trajectory(np.asarray(gt_stamps), np.asarray(gt_poses),
                                    np.asarray(stamps), np.asarray(poses), scale=vo.scale,
                                    align=ev.align)
-    except ValueError as err:
+    except (ValueError, EvoException) as err:
         raise EvaluationError(f"trajectory evaluation failed: {err}") from None
     depth, baseline = depth_eval.result()
     if depth["n_images"] == 0 and depth_eval.skipped == 0:
@@ -540,7 +555,8 @@ def _evaluate(out: AtomicOutput, info, timing, vo, ev: EvalOptions, depth_scalin
         title = f"{info['name']} ({info['layout']}): ATE rmse {_fmt(m['ate_rmse_m'])} {unit}"
         sub = f"alignment {traj.metrics['alignment']}" + \
             (f", scale {s:.4g} m/unit" if s is not None else "")
-        plots.plot_trajectory(out.path("trajectory.png"), traj.gt_xyz, traj.est_xyz, title, sub)
+        plots.plot_trajectory(out.path("trajectory.png"), traj.gt_xyz, traj.est_xyz, title, sub,
+                              unit)
         plots.plot_errors(out.path("errors.png"), traj.stamps_s, traj.ate_errors,
                           traj.rpe_stamps_s, traj.rpe_trans_errors, traj.rpe_rot_errors_deg,
                           unit, title)

@@ -308,6 +308,12 @@ def to_tensor(image_rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
         shrink = image_rgb.shape[0] > h
         image_rgb = cv2.resize(image_rgb, (w, h),
                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    x = image_rgb.astype(np.float32) * np.float32(1.0 / 255.0)
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    # (rgb / 255 - mean) / std as one multiply-add per channel, written into the NCHW buffer
+    std = np.asarray(spec.std, np.float32)
+    gain = 1.0 / (255.0 * std)
+    offset = -np.asarray(spec.mean, np.float32) / std
+    out = np.empty((1, 3, h, w), np.float32)
+    for c in range(3):
+        np.multiply(image_rgb[:, :, c], gain[c], out=out[0, c], casting="unsafe")
+        out[0, c] += offset[c]
+    return out

@@ -97,6 +97,9 @@ class RosConfig:
     publish_path: bool = _p(True, "Publish nav_msgs/Path on path.", node_only=True)
     path_max_poses: int = _p(2000, "Poses kept in the published path (oldest dropped).",
                              low=1, high=10000000, node_only=True)
+    path_period_s: float = _p(0.5, "Period of path publication (seconds); the path is published "
+                              "from a timer, off the frame-processing thread.", low=0.01,
+                              high=3600.0, node_only=True)
     reliable_qos: bool = _p(False, "Subscribe with reliable QoS instead of SensorDataQoS "
                             "(best effort).", node_only=True)
     use_compressed: bool = _p(False, "Subscribe image/compressed (sensor_msgs/CompressedImage) "

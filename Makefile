@@ -40,7 +40,7 @@ PIP_NOISE := is ignored: it is neither a file nor a directory
 .PHONY: help venv test demo models lock colcon clean distclean
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
 
 venv:
 	@want=$$({ cat $(VENV_INPUTS); printf '%s\n' $(DATA_FILES); } 2>/dev/null | sha256sum | cut -c1-32); \

@@ -86,8 +86,9 @@ def _run_export(args):
 
 # -- vode demo -----------------------------------------------------------------------------------
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="run the real node (own process, over DDS) on a sequence and "
-                       "show what it published")
+    p = sub.add_parser("demo", help="the bag workflow end to end: sequence -> camera bag -> "
+                       "bag play -> the real node (own process, sim time, over DDS) -> bag "
+                       "record -> evaluation against ground truth (report and plots)")
     p.add_argument("inputs", nargs="*", help="sequences (default: a generated synthetic room, "
                    "plus 7-Scenes where ../shared/data has it)")
     p.add_argument("--out", default="out/demo", help="output folder")
@@ -119,13 +120,17 @@ def _run_args(p) -> None:
     p.add_argument("--save-depth", type=int, default=1, metavar="N",
                    help="write every Nth depth map as DIR/depth/<index>.png (0: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out-bag", default=None, metavar="OUT.mcap",
+                   help="also write what vode_node would publish (odom, /tf, /tf_static, "
+                   "depth/image + depth/camera_info every --save-depth frames, path, "
+                   "/diagnostics) into a ROS 2 bag: OUT.mcap, OUT.db3 or a rosbag2 folder")
     _config_args(p)
 
 
 def _run_options(args):
     from vode_ros.evaluation.runner import RunOptions
     return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
-                      config_file=args.config, overrides=list(args.set))
+                      config_file=args.config, overrides=list(args.set), out_bag=args.out_bag)
 
 
 def _add_process(sub):
@@ -188,7 +193,109 @@ def _run_eval(args):
     return 0
 
 
-COMMANDS = [_add_config, _add_bench, _add_export, _add_demo, _add_process, _add_eval]
+# -- vode bag ------------------------------------------------------------------------------------
+def _add_bag(sub):
+    p = sub.add_parser("bag", help="ROS 2 bags without rosbag2: from a dataset, play, record, "
+                       "info")
+    bag = p.add_subparsers(dest="bag_command", required=True)
+
+    q = bag.add_parser("from-dataset", help="write a sequence (any layout `vode process` reads) "
+                       "as a camera bag: /camera/image_raw (or .../compressed), "
+                       "/camera/camera_info, ground truth as /tf world -> camera_gt")
+    q.add_argument("input", help="a sequence: TUM, EuRoC, KITTI, 7-Scenes, image folder, video, "
+                   "ROS 2 bag")
+    q.add_argument("out", help="OUT.mcap or OUT.db3 (one file) or a folder name (rosbag2 folder "
+                   "with metadata.yaml)")
+    q.add_argument("--frames", default=None, metavar="A:B", help="frame range (python slice)")
+    q.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                   help="storage (default: from the suffix, else mcap)")
+    q.add_argument("--compressed", action="store_true", help="sensor_msgs/CompressedImage "
+                   "(JPEG) on /camera/image_raw/compressed instead of raw rgb8")
+    q.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality of --compressed")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing bag")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_run_bag_from_dataset)
+
+    q = bag.add_parser("play", help="publish a bag's messages with their timing (and /clock) "
+                       "on the ROS 2 graph")
+    q.add_argument("bag", help="a .mcap / .db3 file or a rosbag2 folder")
+    q.add_argument("--rate", type=float, default=1.0, help="speed factor (2: twice as fast)")
+    q.add_argument("--loop", action="store_true", help="start again at the end (calls "
+                   ".../vode_node/reset services before each restart, see --no-reset)")
+    q.add_argument("--no-reset", action="store_true", help="with --loop: do not call "
+                   "vode_node's ~/reset before a restart")
+    q.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
+                   help="play only these topics (default: all)")
+    q.add_argument("--start-delay", type=float, default=0.0, metavar="S",
+                   help="seconds between creating the publishers and the first message")
+    q.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                   help="first wait (at most S seconds) for a subscriber on each image topic")
+    q.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    q.add_argument("--clock-hz", type=float, default=100.0,
+                   help="/clock rate between messages (0: only at each message)")
+    q.set_defaults(func=_run_bag_play)
+
+    q = bag.add_parser("record", help="record topics of the ROS 2 graph into a bag (raw CDR, "
+                       "receive times)")
+    q.add_argument("out", help="OUT.mcap or OUT.db3 (one file) or a folder name")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--topics", nargs="+", metavar="TOPIC", help="topics to record "
+                      "(subscribed when they appear in the graph)")
+    what.add_argument("--all", action="store_true", help="every topic of the graph")
+    q.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: at Ctrl-C / SIGTERM)")
+    q.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                   help="storage (default: from the suffix, else mcap)")
+    q.add_argument("--every", action="append", default=[], metavar="TOPIC=N",
+                   help="keep every Nth message of TOPIC (repeatable), e.g. depth/image=10")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing bag")
+    q.set_defaults(func=_run_bag_record)
+
+    q = bag.add_parser("info", help="topics, types, message counts and duration of a bag")
+    q.add_argument("bag", help="a .mcap / .db3 file or a rosbag2 folder")
+    q.set_defaults(func=_run_bag_info)
+
+
+def _run_bag_from_dataset(args):
+    from vode_ros.datasets.bagwriter import dataset_to_bag
+    info = dataset_to_bag(args.input, args.out, frames=args.frames, storage=args.storage,
+                          compressed=args.compressed, overwrite=args.overwrite,
+                          jpeg_quality=args.jpeg_quality, quiet=args.quiet)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _run_bag_play(args):
+    from vode_ros.ros.bag import play_bag
+    stats = play_bag(args.bag, rate=args.rate, topics=args.topics, loop=args.loop,
+                     start_delay=args.start_delay, clock=not args.no_clock,
+                     clock_hz=args.clock_hz, reset_on_loop=not args.no_reset,
+                     wait_for_subscribers=args.wait_for_subscribers)
+    print(json.dumps(stats, indent=2))
+    return 130 if stats.get("interrupted") else 0
+
+
+def _run_bag_record(args):
+    from vode_ros.ros.bag import record_bag
+    every = {}
+    for item in args.every:
+        topic, sep, n = item.rpartition("=")
+        if not sep or not topic or not n.isdigit() or int(n) < 1:
+            raise VodeError(f"--every '{item}' is not TOPIC=N with N >= 1")
+        every[topic] = int(n)
+    summary = record_bag(args.out, None if args.all else args.topics, duration=args.duration,
+                         storage=args.storage, overwrite=args.overwrite, every=every)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_bag_info(args):
+    from vode_ros.datasets.bagwriter import bag_info
+    print(json.dumps(bag_info(args.bag), indent=2))
+    return 0
+
+
+COMMANDS = [_add_config, _add_bench, _add_export, _add_demo, _add_process, _add_eval, _add_bag]
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,11 @@ Outputs (DIR = ``--out``):
   reasons, the configuration used;
 - ``timing.json``: per-stage p50/p99/mean milliseconds from ``Estimate.timings_ms``, total wall
   time and frames per second;
-- ``vode eval`` adds ``metrics.json`` and ``trajectory.png``, ``errors.png``, ``depth.png``.
+- ``vode eval`` adds ``metrics.json`` and ``trajectory.png``, ``errors.png``, ``depth.png``;
+- ``--out-bag OUT.mcap``: what vode_node would publish for these frames, as a ROS 2 bag
+  (``vode_ros.datasets.bagwriter.OdometryBag``: /odom, /tf, /tf_static, /depth/image +
+  /depth/camera_info every ``save_depth``-th frame, /path, /diagnostics), written atomically and
+  moved into place when the run succeeds (replacing an older bag there).
 
 Outputs are written into ``DIR/.partial-<pid>-<token>/`` and moved into DIR only when the run has
 succeeded (``run.json`` last: a DIR with ``run.json`` is complete). A failed or interrupted run
@@ -67,6 +71,7 @@ class RunOptions:
     quiet: bool = False
     config_file: str | None = None
     overrides: list = field(default_factory=list)
+    out_bag: str | None = None           # also write the node's topics into this ROS 2 bag
 
 
 @dataclass
@@ -340,7 +345,8 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
             depth_scaling = "none" if vo.depth.metric else "median"
     started = datetime.now(timezone.utc)
 
-    with AtomicOutput(out_dir) as out:
+    from vode_ros.datasets.bagwriter import odometry_bag
+    with AtomicOutput(out_dir) as out, odometry_bag(opts.out_bag, cfg, opts.save_depth) as bag:
         depth_dir = out.path("depth")
         if opts.save_depth:
             depth_dir.mkdir()
@@ -403,6 +409,8 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
                 if opts.save_depth and position % opts.save_depth == 0 and est.depth is not None:
                     write_depth_png(depth_dir / f"{f.index}.png", est.depth)
                     depth_files += 1
+                if bag is not None:
+                    bag.add(est, position)
                 write_ms.append((time.perf_counter() - t_w) * 1e3)
                 if evaluate is not None:
                     if f.gt_pose is not None and np.all(np.isfinite(f.gt_pose)):
@@ -494,6 +502,9 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
             metrics = _evaluate(out, info, timing, vo, evaluate, depth_scaling, depth_range,
                                 (gt_stamps, gt_poses), (stamps, poses), depth_eval, grid)
             info["metrics_file"] = "metrics.json"
+        if bag is not None:
+            info["out_bag"] = bag.commit({"frames_skipped": n_skipped, "scale": vo.scale,
+                                          "provider": info["provider"]})
         info["outputs"] = sorted(p.name for p in out.partial.iterdir()) + ["run.json"]
         write_json(out.path("run.json"), info)
         out.commit()

@@ -80,8 +80,11 @@ def make_config(variant: str = "cpu", **overrides) -> dict:
 
 def check_config(cfg: dict) -> dict:
     """Fill defaults missing from an older checkpoint's config and check the values."""
+    variant = cfg.get("variant", "cpu")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown network variant {variant!r}; expected one of {list(VARIANTS)}")
     full = copy.deepcopy(COMMON)
-    full.update(copy.deepcopy(VARIANTS[cfg.get("variant", "cpu")]))
+    full.update(copy.deepcopy(VARIANTS[variant]))
     full.update(copy.deepcopy(cfg))
     h, w = int(full["input_height"]), int(full["input_width"])
     if h % 32 or w % 32 or h < 32 or w < 32:

@@ -45,6 +45,7 @@ from vode_ros.datasets.bagwriter import (CAMERA_INFO, COMPRESSED, IMAGE, SENSOR_
 
 CLOCK_TOPIC = "/clock"
 RESET_SERVICE_SUFFIX = "vode_node/reset"
+LOOP_SETTLE_S = 0.5
 
 
 # -- message types -------------------------------------------------------------------------------
@@ -271,6 +272,10 @@ class BagPlayer:
                 break
             self.loops += 1
             if self.reset_on_loop:
+                # let a node finish the frames of the pass before its odometry restarts: a frame
+                # of the old pass processed after the reset would refuse the new pass' stamps
+                if stop.wait(LOOP_SETTLE_S):
+                    break
                 self._reset_nodes()
         return self.stats(time.monotonic() - t_start)
 

@@ -78,15 +78,16 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         from vode_ros.pose import FrameData
         fd = FrameData(0, items[0][1], items[0][2])
         td = fd.tensor(vo.depth.spec)
-        tp = np.concatenate([fd.tensor(vo.pose_backend.spec)] * 2, axis=1)
+        tp = np.concatenate([fd.tensor(vo.pose_backend.model.spec)] * 2, axis=1)
         model_only = _model_only(vo, td, tp)
         report = {
             "input": str(input_path), "layout": seq.layout, "frames_timed": n_timed,
             "image_size": [int(items[0][1].shape[1]), int(items[0][1].shape[0])],
             "depth_input_size": [vo.depth.spec.input_width, vo.depth.spec.input_height],
-            "pose_input_size": [vo.pose_backend.spec.input_width,
-                                vo.pose_backend.spec.input_height],
+            "pose_input_size": [vo.pose_backend.model.spec.input_width,
+                                vo.pose_backend.model.spec.input_height],
             "provider": vo.depth.model.provider, "through_ros_node": use_ros,
+            "pose_backend": getattr(vo.pose_backend, "name", type(vo.pose_backend).__name__),
             "fps_end_to_end": round(n_timed / wall, 2) if wall > 0 else None,
             "model_only_ms": model_only,
             "model_in_pipeline_ms": {"depth": _summary(model_ms["depth"]),

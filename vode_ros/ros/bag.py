@@ -10,9 +10,10 @@ local). ``/clock`` (rosgraph_msgs/Clock) follows the bag's receive times: before
 every 1/``clock_hz`` s in between, so a node with ``use_sim_time:=true`` runs on bag time.
 
 ``loop``: the bag starts again at its beginning, so bag time jumps back. vode_node refuses a
-stamp that is not after the previous frame's; before each restart the player therefore calls
-every ``std_srvs/srv/Trigger`` service named ``.../vode_node/reset`` it finds in the graph
-(``reset_on_loop=False``, ``--no-reset``, turns this off). Other sim-time nodes see the usual ROS
+stamp that is not after the previous frame's; before each restart the player therefore waits
+``LOOP_SETTLE_S`` (the node finishes the pass) and calls every ``std_srvs/srv/Trigger`` service
+named ``.../vode_node/reset`` it finds in the graph (``reset_on_loop=False``, ``--no-reset``,
+turns this off; without the reset the node skips every frame of the new pass as out of order). Other sim-time nodes see the usual ROS
 time jump (TF buffers are cleared).
 
 Record (``BagRecorder``): topics are discovered in the graph (``get_topic_names_and_types``, also

@@ -298,6 +298,42 @@ def _run_bag_info(args):
 COMMANDS = [_add_config, _add_bench, _add_export, _add_demo, _add_process, _add_eval, _add_bag]
 
 
+# -- vode synth ----------------------------------------------------------------------------------
+def _add_synth(sub):
+    p = sub.add_parser("synth", help="render a synthetic sequence with exact depth and poses "
+                       "(TUM RGB-D layout, optionally also a ROS 2 bag)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--scene", default="room", help="room, corridor or street")
+    p.add_argument("--trajectory", default="straight",
+                   help="straight, turn, loop, rotation or static")
+    p.add_argument("--frames", type=int, default=60, help="number of frames")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dark", default=None, metavar="A:B", help="frames rendered black")
+    p.add_argument("--bag", default=None, metavar="OUT.mcap",
+                   help="also write the sequence as a ROS 2 bag")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args):
+    from vode_ros.datasets.synth import generate_sequence
+    path = generate_sequence(args.out, scene=args.scene, trajectory=args.trajectory,
+                             n_frames=args.frames, width=args.width, height=args.height,
+                             fps=args.fps, seed=args.seed, dark_frames=args.dark,
+                             progress=sys.stderr.isatty())
+    print(f"wrote {path} (TUM RGB-D layout: rgb/, depth/, groundtruth.txt, camera.txt)")
+    if args.bag:
+        from vode_ros.datasets.bagwriter import dataset_to_bag
+        info = dataset_to_bag(path, args.bag, quiet=True)
+        print(f"wrote {info.get('path', args.bag)}")
+    return 0
+
+
+COMMANDS.append(_add_synth)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vode", description="vode_ros: monocular visual "
                                      "odometry and depth, offline tools")

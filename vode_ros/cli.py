@@ -84,6 +84,38 @@ def _run_export(args):
     return 0
 
 
+# -- vode train ----------------------------------------------------------------------------------
+def _add_train(sub):
+    p = sub.add_parser("train", help="self-supervised training of the depth and pose networks "
+                       "(images only; tqdm, TensorBoard, checkpoints, resume; torchrun for DDP)")
+    p.add_argument("--config", required=True, help="training YAML (see config/train/)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                   help="continue from CHECKPOINT (default: <out_dir>/last.pt)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.max_steps=100 (YAML value)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="stop this run after N more steps (the schedule keeps max_steps)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args):
+    import yaml
+
+    from vode_ros.learn.trainer import train
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"vode train: --set expects KEY=VALUE, got '{item}'", file=sys.stderr)
+            return 2
+        overrides[key.strip()] = yaml.safe_load(value)
+    summary = train(args.config, resume=args.resume, overrides=overrides, max_steps=args.steps,
+                    log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2,
+                     default=str))
+    return 0
+
+
 # -- vode demo -----------------------------------------------------------------------------------
 def _add_demo(sub):
     p = sub.add_parser("demo", help="the bag workflow end to end: sequence -> camera bag -> "
@@ -295,7 +327,8 @@ def _run_bag_info(args):
     return 0
 
 
-COMMANDS = [_add_config, _add_bench, _add_export, _add_demo, _add_process, _add_eval, _add_bag]
+COMMANDS = [_add_config, _add_bench, _add_export, _add_train, _add_demo, _add_process, _add_eval,
+            _add_bag]
 
 
 # -- vode synth ----------------------------------------------------------------------------------

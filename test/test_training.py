@@ -1,0 +1,212 @@
+"""Training data, the model step, `vode train` (resume, seeds, DDP with gloo), export of a trained
+checkpoint, and a smoke test of the shipped trained models."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from vode_ros.learn import data as D  # noqa: E402
+from vode_ros.learn import trainer as T  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def synth_seq(tmp_path_factory):
+    from vode_ros.datasets import generate_sequence
+    root = tmp_path_factory.mktemp("synth")
+    path = generate_sequence(root / "room", scene="room", trajectory="straight", n_frames=14,
+                             width=128, height=96, seed=3)
+    # a sequence whose middle frames do not move: repeat frame 0 (a copy of a static camera)
+    static = root / "static"
+    generate_sequence(static, scene="room", trajectory="static", n_frames=8, width=128,
+                      height=96, seed=3)
+    return path, static
+
+
+def _config(tmp, synth, **train):
+    return {"out_dir": str(tmp / "run"), "seed": 1,
+            "data": {"height": SIZE[0], "width": SIZE[1], "min_motion": 0.5,
+                     "train": [{"path": str(synth), "stride": 1}],
+                     "val": [{"path": str(synth), "frames": "8:14", "stride": 1}]},
+            "train": {"batch_size": 2, "lr": 5e-4, "max_steps": 8, "num_threads": 1,
+                      "lr_decay_at": None, **train},
+            "log": {"every": 1, "image_every": 2, "checkpoint_minutes": 100, "progress": False},
+            "eval": {"every_steps": 4, "batch_size": 2}}
+
+
+# -- data ------------------------------------------------------------------------------------------
+def test_scale_and_flip_intrinsics():
+    fx, fy, cx, cy = D.scale_intrinsics(500, 400, 319.5, 239.5, 640, 480, 128, 96)
+    assert (fx, fy) == (100, 80) and (cx, cy) == pytest.approx((63.5, 47.5))
+    K = D.flip_intrinsics(D.k_matrix(100, 80, 60.0, 47.5), 128)
+    assert K[0, 2] == pytest.approx(67.0) and K[1, 2] == 47.5
+
+
+def test_dataset_skips_static_frames_and_rescales(synth_seq):
+    moving, static = synth_seq
+    ds = D.TripletDataset([moving, {"path": str(static), "stride": 1}], *SIZE, min_motion=0.5)
+    assert ds.skipped["static"] == 6 and all(it[0] == 0 for it in ds.items)
+    assert len(ds) == 12
+    s = ds.sample(0)
+    assert s["images"].shape == (3, 3, *SIZE) and s["images"].dtype == torch.float32
+    from vode_ros.datasets import open_sequence
+    cam = open_sequence(moving).camera
+    assert float(s["K"][0, 0]) == pytest.approx(cam.fx * SIZE[1] / cam.width)
+    assert torch.allclose(s["K"] @ s["inv_K"], torch.eye(3), atol=1e-5)
+
+
+def test_flip_and_jitter_are_consistent(synth_seq):
+    ds = D.TripletDataset([synth_seq[0]], *SIZE, min_motion=0.5, flip_prob=1.0)
+    plain = ds.sample(3)
+    s = ds.sample(3, np.random.default_rng(0))
+    assert s["flipped"]
+    assert torch.equal(s["images"], plain["images"].flip(-1))  # all three frames flipped
+    assert float(s["K"][0, 2]) == pytest.approx(SIZE[1] - 1 - float(plain["K"][0, 2]))
+    frames = np.random.default_rng(1).random((3, 8, 8, 3)).astype(np.float32)
+    frames[1] = frames[0]
+    jit = D.color_jitter(frames, np.random.default_rng(2))
+    assert np.allclose(jit[0], jit[1]) and not np.allclose(jit[0], frames[0])
+
+
+def test_epoch_order_is_deterministic_and_weighted(synth_seq):
+    ds = D.TripletDataset([{"path": str(synth_seq[0]), "weight": 2}], *SIZE, min_motion=0.5)
+    a, b = ds.epoch_order(0, 1), ds.epoch_order(0, 1)
+    assert np.array_equal(a, b) and len(a) == 2 * len(ds)
+    assert not np.array_equal(a, ds.epoch_order(0, 2))
+
+
+# -- training --------------------------------------------------------------------------------------
+def test_training_steps_lower_the_loss(synth_seq, tmp_path):
+    cfg = T.load_config(_config(tmp_path, synth_seq[0], max_steps=40, lr=1e-3))
+    from vode_ros.learn.networks import build_networks
+    ds = D.TripletDataset([synth_seq[0]], *SIZE, min_motion=0.5, augment=False)
+    batch = ds.batch(list(range(len(ds))))
+    torch.manual_seed(0)
+    depth, pose = build_networks(cfg["model_config"], seed=0)
+    torch.set_num_threads(1)
+    opt = torch.optim.Adam(list(depth.parameters()) + list(pose.parameters()), 1e-3)
+
+    def loss_now():
+        depth.eval(), pose.eval()
+        with torch.no_grad():
+            v = float(T.model_step(depth, pose, batch, cfg["model_config"], cfg["train"],
+                                   deterministic=True)["loss"])
+        depth.train(), pose.train()
+        return v
+
+    before = loss_now()
+    for i in range(30):
+        idx = [(2 * i) % len(ds), (2 * i + 1) % len(ds)]
+        out = T.model_step(depth, pose, ds.batch(idx), cfg["model_config"], cfg["train"])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert loss_now() < 0.9 * before
+
+
+def test_train_writes_logs_checkpoints_and_resumes_exactly(synth_seq, tmp_path):
+    full = T.train(_config(tmp_path / "a", synth_seq[0]), log=lambda m: None)
+    assert full["step"] == 8 and full["history"]
+    out = Path(full["out_dir"])
+    assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    kinds = {json.loads(line)["kind"] for line in (out / "log.jsonl").read_text().splitlines()}
+    assert kinds == {"train", "val"}
+    # the same run in two halves, the second resumed from the first's checkpoint
+    cfg_b = _config(tmp_path / "b", synth_seq[0])
+    T.train(cfg_b, max_steps=5, log=lambda m: None)
+    T.train(cfg_b, resume=True, log=lambda m: None)
+    a = torch.load(out / "last.pt", weights_only=False)
+    b = torch.load(Path(cfg_b["out_dir"]) / "last.pt", weights_only=False)
+    assert b["step"] == 8
+    for name in ("depth", "pose"):
+        for k, v in a[name].items():
+            assert torch.allclose(v.float(), b[name][k].float(), atol=1e-6), (name, k)
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(T.TrainError, match="unknown training option 'train.bogus'"):
+        T.load_config({"data": {"train": ["x"]}, "train": {"bogus": 1}})
+    with pytest.raises(T.TrainError, match="data.train lists no recording"):
+        T.load_config({})
+    with pytest.raises(T.TrainError, match="does not exist"):
+        T.load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_parse():
+    for path in sorted((REPO / "config" / "train").glob("*.yaml")):
+        cfg = T.load_config(path)
+        assert cfg["data"]["train"] or cfg["data"]["synthetic"]
+
+
+def test_cli_train_then_export_records_data_and_steps(synth_seq, tmp_path):
+    import yaml
+    cfg = _config(tmp_path, synth_seq[0], max_steps=2)
+    cfg["data"]["val"] = []
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    from vode_ros import cli
+    assert cli.main(["train", "--config", str(path), "--set", "train.max_steps=3"]) == 0
+    ckpt = Path(cfg["out_dir"]) / "last.pt"
+    from vode_ros.learn.export import export_checkpoint
+    report = export_checkpoint(ckpt, tmp_path / "models", input_size=SIZE, latency_runs=0)
+    assert report["train_steps"] == 3
+    assert report["trained_on"].startswith("self-supervised (images only)")
+    for kind in ("depth", "pose"):
+        assert report["models"][kind]["parity_max_abs_diff"] <= 1e-3
+
+
+def test_ddp_with_torchrun_gloo_world_size_one(synth_seq, tmp_path):
+    import yaml
+    cfg = _config(tmp_path, synth_seq[0], max_steps=2, device="cpu")
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
+                           "--master_port", str(29500 + os.getpid() % 1000), "-m",
+                           "vode_ros.cli", "train", "--config", str(path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world size 1" in proc.stderr and "gloo" in proc.stderr
+    assert json.loads(proc.stdout)["step"] == 2
+
+
+# -- the shipped models ----------------------------------------------------------------------------
+def test_shipped_models_are_trained_and_beat_constant_depth():
+    from vode_ros.inference import OnnxModel, to_tensor
+    models = REPO / "models"
+    depth = OnnxModel(models / "depth.onnx", "depth", providers=["CPUExecutionProvider"])
+    pose = OnnxModel(models / "pose.onnx", "pose", providers=["CPUExecutionProvider"])
+    for m in (depth, pose):
+        assert "self-supervised" in m.spec.extra["vode.trained_on"]
+        assert int(m.spec.extra["vode.train_steps"]) > 0
+    scenes = SHARED / "7scenes-redkitchen"
+    if not scenes.is_dir():
+        pytest.skip(f"{scenes} is absent (shared data): the accuracy smoke test needs it")
+    from vode_ros.datasets import open_sequence
+    import cv2
+    rel, const_rel = [], []
+    for f in open_sequence(scenes, "480:600:20"):
+        if f.gt_depth is None:
+            continue
+        disp = depth(to_tensor(f.image, depth.spec))[0, 0]
+        d = 1.0 / (1.0 / depth.spec.max_depth + (1.0 / depth.spec.min_depth -
+                                                 1.0 / depth.spec.max_depth) * disp)
+        d = cv2.resize(d, f.gt_depth.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        ok = np.isfinite(f.gt_depth) & (f.gt_depth > 0.1) & (f.gt_depth < 10)
+        g, p = f.gt_depth[ok], d[ok]
+        p = p * np.median(g) / np.median(p)
+        rel.append(np.mean(np.abs(p - g) / g))
+        const_rel.append(np.mean(np.abs(np.median(g) - g) / g))
+    assert rel and np.mean(rel) < np.mean(const_rel)

@@ -1,0 +1,264 @@
+"""Training samples for self-supervised depth and pose from any recording ``open_sequence`` reads.
+
+A sample is a frame triplet ``(t - s, t, t + s)`` (``s``: the source's stride) resized to the
+network size, with the intrinsics rescaled to match. Only images and intrinsics are read: ground
+truth never reaches training.
+
+* Frames are decoded once, resized, and cached in memory as uint8 (a 600-frame sequence at
+  192x256 is 88 MB).
+* Triplets whose target barely differs from a neighbour (mean absolute difference of 32x24 grey
+  thumbnails under ``min_motion`` grey levels) are skipped: a static camera teaches nothing and
+  collapses depth.
+* Augmentation (training only): the same colour jitter (brightness, contrast, saturation, hue) on
+  the three frames, fed to the networks while the losses use the unjittered images (Monodepth2);
+  a horizontal flip of all three frames with ``cx -> W - 1 - cx``, so the flipped triplet is a
+  consistent mirrored world for both networks.
+* Sampling is deterministic: epoch ``e``'s order is a permutation drawn from ``(seed, e)`` and a
+  sample's augmentation from ``(seed, e, position)``, so a resumed run sees exactly the samples
+  and augmentations of an uninterrupted one. Sources weigh by repetition (``weight``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vode_ros.datasets import open_sequence
+
+
+@dataclass
+class SourceSpec:
+    """One recording to train on. ``frames``: 'A:B' (or 'A:B:S') over its frames; ``stride``:
+    frame offset of the two source frames; ``weight``: how many times per epoch its triplets are
+    drawn (fractions draw a random subset); ``stream``: KITTI/EuRoC camera."""
+
+    path: str
+    frames: str | None = None
+    stride: int = 1
+    weight: float = 1.0
+    stream: str | None = None
+    name: str | None = None
+    layout: str | None = None
+    image_topic: str | None = None   # ROS 2 bags with several image topics
+
+    @classmethod
+    def from_any(cls, item) -> "SourceSpec":
+        if isinstance(item, SourceSpec):
+            return item
+        if isinstance(item, (str, Path)):
+            return cls(str(item))
+        unknown = set(item) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown data source keys {sorted(unknown)}; known: "
+                             f"{sorted(cls.__dataclass_fields__)}")
+        return cls(**item)
+
+
+def scale_intrinsics(fx, fy, cx, cy, src_w, src_h, dst_w, dst_h):
+    """Intrinsics of an image resized from ``src`` to ``dst`` (pixel-centre convention)."""
+    sx, sy = dst_w / src_w, dst_h / src_h
+    return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
+
+
+def k_matrix(fx, fy, cx, cy) -> np.ndarray:
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
+
+
+@dataclass
+class CachedSequence:
+    """A recording's frames resized to the network size (uint8 ``[N, H, W, 3]``)."""
+
+    name: str
+    images: np.ndarray
+    K: np.ndarray
+    thumbs: np.ndarray
+    indices: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.images)
+
+
+def open_spec(spec: SourceSpec):
+    """``open_sequence`` for a data source (bag-only options passed only when set)."""
+    kwargs = {"image_topic": spec.image_topic} if spec.image_topic else {}
+    return open_sequence(spec.path, spec.frames, layout=spec.layout, stream=spec.stream, **kwargs)
+
+
+def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = False
+                  ) -> CachedSequence:
+    """Decode and resize every frame of ``spec`` (images and intrinsics only)."""
+    seq = open_spec(spec)
+    cam = seq.camera
+    fx, fy, cx, cy = scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
+                                      width, height)
+    images, thumbs, indices = [], [], []
+    frames = seq
+    if progress:
+        from tqdm import tqdm
+        frames = tqdm(seq, desc=f"loading {spec.name or Path(spec.path).name}", leave=False)
+    for f in frames:
+        img = f.image
+        if img.shape[0] != cam.height or img.shape[1] != cam.width:
+            raise ValueError(f"{spec.path}: frame {f.index} is {img.shape[1]}x{img.shape[0]} but "
+                             f"the camera says {cam.width}x{cam.height}")
+        images.append(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        thumbs.append(cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32))
+        indices.append(int(f.index))
+    name = spec.name or Path(spec.path).name
+    return CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
+                          indices)
+
+
+def motion(thumbs: np.ndarray, a: int, b: int) -> float:
+    """Mean absolute grey-level difference between two frames' thumbnails."""
+    return float(np.abs(thumbs[a] - thumbs[b]).mean())
+
+
+def triplets(seq: CachedSequence, stride: int, min_motion: float) -> list[tuple[int, int, int]]:
+    """``(t - s, t, t + s)`` local indices whose target differs from both neighbours."""
+    out = []
+    for t in range(stride, len(seq) - stride):
+        a, b = t - stride, t + stride
+        if min(motion(seq.thumbs, t, a), motion(seq.thumbs, t, b)) >= min_motion:
+            out.append((a, t, b))
+    return out
+
+
+# -- augmentation ----------------------------------------------------------------------------------
+def _grey(img: np.ndarray) -> np.ndarray:
+    return img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def color_jitter(frames: np.ndarray, rng: np.random.Generator, brightness=0.2, contrast=0.2,
+                 saturation=0.2, hue=0.1) -> np.ndarray:
+    """The same random brightness/contrast/saturation/hue change on every frame
+    (``[N, H, W, 3]`` float32 in [0, 1]); the four are applied in random order."""
+    b = rng.uniform(1 - brightness, 1 + brightness)
+    c = rng.uniform(1 - contrast, 1 + contrast)
+    s = rng.uniform(1 - saturation, 1 + saturation)
+    h = rng.uniform(-hue, hue)
+    out = frames.astype(np.float32, copy=True)
+    for op in rng.permutation(4):
+        if op == 0:
+            out = out * b
+        elif op == 1:
+            mean = _grey(out).mean(axis=(1, 2), keepdims=True)[..., None]
+            out = (out - mean) * c + mean
+        elif op == 2:
+            g = _grey(out)[..., None]
+            out = (out - g) * s + g
+        else:
+            out = _rotate_hue(out, h)
+        out = np.clip(out, 0.0, 1.0)
+    return out
+
+
+def _rotate_hue(rgb: np.ndarray, turns: float) -> np.ndarray:
+    """Hue rotation by ``turns`` of a full turn, as a rotation about the grey axis of RGB."""
+    a = 2 * math.pi * turns
+    cos, sin = math.cos(a), math.sin(a)
+    k = 1.0 / 3.0
+    sq = math.sqrt(k)
+    m = np.array([[cos + (1 - cos) * k, k * (1 - cos) - sq * sin, k * (1 - cos) + sq * sin],
+                  [k * (1 - cos) + sq * sin, cos + k * (1 - cos), k * (1 - cos) - sq * sin],
+                  [k * (1 - cos) - sq * sin, k * (1 - cos) + sq * sin, cos + k * (1 - cos)]],
+                 dtype=np.float32)
+    return rgb @ m.T
+
+
+def flip_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
+    """Intrinsics of a horizontally flipped image (``u -> W - 1 - u``)."""
+    K = K.copy()
+    K[0, 2] = width - 1 - K[0, 2]
+    return K
+
+
+# -- the dataset -----------------------------------------------------------------------------------
+class TripletDataset:
+    """Frame triplets from several recordings; ``sample(i, rng)`` returns one training sample:
+
+    ``images`` ``[3, 3, H, W]`` float32 in [0, 1] (source -s, target, source +s), ``aug`` the
+    same after colour jitter (what the networks see), ``K`` and ``inv_K`` ``[3, 3]``, ``source``
+    (which recording) and ``flipped``."""
+
+    def __init__(self, sources, height: int, width: int, min_motion: float = 1.0,
+                 augment: bool = True, flip_prob: float = 0.5, jitter: dict | None = None,
+                 progress: bool = False, cache: dict | None = None):
+        self.height, self.width = int(height), int(width)
+        self.augment, self.flip_prob = augment, float(flip_prob)
+        self.jitter = dict(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1,
+                           **(jitter or {}))
+        self.specs = [SourceSpec.from_any(s) for s in sources]
+        self.sequences: list[CachedSequence] = []
+        self.items: list[tuple[int, int, int, int]] = []  # (sequence, a, t, b)
+        self.weights: list[float] = []
+        self.skipped = {}
+        cache = {} if cache is None else cache
+        for k, spec in enumerate(self.specs):
+            key = (spec.path, spec.frames, spec.stream, self.height, self.width)
+            if key not in cache:
+                cache[key] = load_sequence(spec, self.height, self.width, progress)
+            seq = cache[key]
+            self.sequences.append(seq)
+            trip = triplets(seq, int(spec.stride), float(min_motion))
+            self.skipped[seq.name] = max(0, len(seq) - 2 * int(spec.stride)) - len(trip)
+            for a, t, b in trip:
+                self.items.append((k, a, t, b))
+                self.weights.append(float(spec.weight))
+
+    def __len__(self):
+        return len(self.items)
+
+    def describe(self) -> str:
+        parts = []
+        for k, (spec, seq) in enumerate(zip(self.specs, self.sequences)):
+            n = sum(1 for it in self.items if it[0] == k)
+            parts.append(f"{seq.name}[{spec.frames or ':'}] stride {spec.stride} "
+                         f"({n} triplets, weight {spec.weight:g})")
+        return "; ".join(parts)
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """The sample order of ``epoch``: each item ``floor(w)`` times, plus once with
+        probability ``w - floor(w)``, shuffled; deterministic in ``(seed, epoch)``."""
+        rng = np.random.default_rng([int(seed), int(epoch), 17])
+        w = np.asarray(self.weights, dtype=np.float64)
+        reps = np.floor(w).astype(int) + (rng.random(len(w)) < (w - np.floor(w)))
+        order = np.repeat(np.arange(len(w)), reps)
+        return rng.permutation(order)
+
+    def sample(self, i: int, rng: np.random.Generator | None = None) -> dict:
+        k, a, t, b = self.items[int(i)]
+        seq = self.sequences[k]
+        frames = seq.images[[a, t, b]].astype(np.float32) / 255.0
+        K = seq.K.copy()
+        flipped = False
+        aug = frames
+        if self.augment and rng is not None:
+            if rng.random() < self.flip_prob:
+                frames = frames[:, :, ::-1].copy()
+                K = flip_intrinsics(K, self.width)
+                flipped = True
+            aug = color_jitter(frames, rng, **self.jitter) if rng.random() < 0.5 else frames
+        to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa
+        return {"images": to_t(frames), "aug": to_t(aug), "K": torch.from_numpy(K),
+                "inv_K": torch.from_numpy(np.linalg.inv(K).astype(np.float32)),
+                "source": k, "flipped": flipped}
+
+    def batch(self, indices, rngs=None) -> dict:
+        samples = [self.sample(i, None if rngs is None else r)
+                   for i, r in zip(indices, rngs or [None] * len(indices))]
+        out = {key: torch.stack([s[key] for s in samples]) for key in ("images", "aug", "K",
+                                                                       "inv_K")}
+        out["source"] = torch.tensor([s["source"] for s in samples])
+        out["flipped"] = torch.tensor([s["flipped"] for s in samples])
+        return out
+
+
+def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
+    """The augmentation generator of the sample at ``position`` of ``epoch``."""
+    return np.random.default_rng([int(seed), int(epoch), int(position), 23])

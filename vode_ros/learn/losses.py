@@ -1,0 +1,105 @@
+"""Self-supervised losses, one small function each (Monodepth2, SfMLearner, UnDeepVO).
+
+Per-pixel functions return ``[B, 1, H, W]`` maps so that they compose: photometric error of each
+warped source, their per-pixel minimum (:func:`min_reprojection`), auto-masking of pixels that do
+not move (:func:`automask`), then a mean. Images are ``[B, 3, H, W]`` in [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+SSIM_C1 = 0.01 ** 2
+SSIM_C2 = 0.03 ** 2
+PHOTOMETRIC_ALPHA = 0.85
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel, per-channel SSIM over 3x3 windows (mean filter, reflection padding), in [-1, 1].
+
+    Wang et al. 2004 with ``C1 = 0.01^2``, ``C2 = 0.03^2`` for images in [0, 1]."""
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x = F.avg_pool2d(x, 3, 1)
+    mu_y = F.avg_pool2d(y, 3, 1)
+    var_x = F.avg_pool2d(x * x, 3, 1) - mu_x * mu_x
+    var_y = F.avg_pool2d(y * y, 3, 1) - mu_y * mu_y
+    cov = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)
+    den = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    return num / den
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor,
+                      alpha: float = PHOTOMETRIC_ALPHA) -> torch.Tensor:
+    """``alpha * (1 - SSIM) / 2 + (1 - alpha) * |pred - target|``, averaged over channels:
+    ``[B, 1, H, W]``."""
+    l1 = (pred - target).abs().mean(1, keepdim=True)
+    dssim = ((1.0 - ssim(pred, target)) / 2.0).clamp(0.0, 1.0).mean(1, keepdim=True)
+    return alpha * dssim + (1.0 - alpha) * l1
+
+
+def min_reprojection(errors) -> torch.Tensor:
+    """Per-pixel minimum over the sources' errors (list of ``[B, 1, H, W]``): a pixel occluded in
+    one source is judged by the source that sees it (Monodepth2)."""
+    return torch.cat(list(errors), dim=1).min(dim=1, keepdim=True)[0]
+
+
+def automask(reprojection_errors, identity_errors, noise: float = 1e-5, generator=None):
+    """Monodepth2 auto-masking: a pixel whose *unwarped* source already matches the target as well
+    as any warped one (a static camera, an object moving with it, a textureless region) is
+    ignored.
+
+    Returns ``(loss_map, mask)``: the per-pixel minimum over identity and reprojection errors
+    (identity errors get tiny noise to break ties) and the mask (1 where a reprojection won)."""
+    reproj = torch.cat(list(reprojection_errors), dim=1)
+    ident = torch.cat(list(identity_errors), dim=1)
+    if noise:
+        ident = ident + noise * torch.randn(ident.shape, generator=generator,
+                                            device=ident.device, dtype=ident.dtype) \
+            if generator is not None else ident + noise * torch.randn_like(ident)
+    combined = torch.cat([ident, reproj], dim=1)
+    loss_map, idx = combined.min(dim=1, keepdim=True)
+    mask = (idx >= ident.shape[1]).to(loss_map.dtype)
+    return loss_map, mask
+
+
+def masked_mean(loss_map: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``loss_map`` where ``mask`` is 1 (all pixels when ``mask`` is None)."""
+    if mask is None:
+        return loss_map.mean()
+    return (loss_map * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first-order smoothness of mean-normalised disparity (Godard et al. 2017/2019):
+    ``mean(|d_x d*| exp(-|d_x I|)) + mean(|d_y d*| exp(-|d_y I|))``, ``d* = d / mean(d)``."""
+    d = disp / (disp.mean(dim=(2, 3), keepdim=True) + 1e-7)
+    gdx = (d[..., :, :-1] - d[..., :, 1:]).abs()
+    gdy = (d[..., :-1, :] - d[..., 1:, :]).abs()
+    gix = (image[..., :, :-1] - image[..., :, 1:]).abs().mean(1, keepdim=True)
+    giy = (image[..., :-1, :] - image[..., 1:, :]).abs().mean(1, keepdim=True)
+    return (gdx * torch.exp(-gix)).mean() + (gdy * torch.exp(-giy)).mean()
+
+
+def explainability_regularizer(mask: torch.Tensor) -> torch.Tensor:
+    """SfMLearner's regulariser: binary cross-entropy of the explainability mask (in (0, 1))
+    against 1, so the network cannot explain every pixel away."""
+    return F.binary_cross_entropy(mask.clamp(1e-6, 1 - 1e-6), torch.ones_like(mask))
+
+
+def explainability_weighted(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Photometric error map weighted by an explainability mask (SfMLearner), averaged."""
+    return (error * mask).mean()
+
+
+def stereo_photometric(target: torch.Tensor, other: torch.Tensor, depth: torch.Tensor,
+                       baseline_m: float, K: torch.Tensor, inv_K: torch.Tensor,
+                       sign: float = 1.0) -> torch.Tensor:
+    """Photometric error ``[B, 1, H, W]`` of the other camera of a rectified stereo pair, warped
+    into the target by ``depth`` and the *known* baseline: its minimum fixes metric scale
+    (UnDeepVO; Monodepth2 'MS'). ``sign=+1`` when the other camera lies along +x (right)."""
+    from vode_ros.learn.warping import stereo_transform, warp
+
+    T = stereo_transform(baseline_m, target.shape[0], sign, target.dtype, target.device)
+    return photometric_error(warp(other, depth, T, K, inv_K), target)

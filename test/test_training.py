@@ -86,6 +86,54 @@ def test_epoch_order_is_deterministic_and_weighted(synth_seq):
     assert not np.array_equal(a, ds.epoch_order(0, 2))
 
 
+def _kitti_stereo(root: Path, fx=32.0, baseline=0.5, depth=4.0, n=6, size=64):
+    """A KITTI-layout stereo pair of a fronto-parallel textured plane at ``depth`` metres, the
+    camera sliding sideways 2 px per frame; the right camera sees it ``fx*b/Z`` px to the left."""
+    import cv2
+    d = int(round(fx * baseline / depth))
+    rng = np.random.default_rng(0)
+    tex = cv2.resize(rng.uniform(0, 255, (16, 40, 3)).astype(np.float32), (size + 4 * n + d, size),
+                     interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+    for cam, shift in (("image_0", 0), ("image_1", d)):
+        (root / cam).mkdir(parents=True)
+        for i in range(n):
+            o = 2 * i + shift
+            cv2.imwrite(str(root / cam / f"{i:06d}.png"), tex[:, o:o + size])
+    c = size / 2 - 0.5
+    lines = [f"P{k}: {fx} 0 {c} {-fx * baseline * (k % 2)} 0 {fx} {c} 0 0 0 1 0" for k in range(4)]
+    (root / "calib.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_stereo_partner_and_flip_keep_the_baseline_consistent(tmp_path):
+    from vode_ros.learn import losses
+    root = _kitti_stereo(tmp_path / "sequences" / "00")
+    spec = {"path": str(root), "stream": "image_0", "stereo_stream": "image_1",
+            "baseline_m": 0.5}
+    ds = D.TripletDataset([spec], 64, 64, min_motion=0.5, flip_prob=1.0)
+    depth = torch.full((1, 1, 64, 64), 4.0)
+
+    def err(sample, baseline, z=4.0):
+        b = ds.batch([0]) if sample is None else sample
+        e = losses.stereo_photometric(b["images"][:, 1], b["stereo"], depth * z / 4.0, baseline,
+                                      b["K"], b["inv_K"])
+        return float(e[..., 8:-8].mean())
+
+    plain = ds.batch([0])
+    assert float(plain["baseline_m"][0]) == 0.5
+    assert err(plain, 0.5) < 0.01 < err(plain, 0.5, z=2.0)
+    s = ds.sample(0, np.random.default_rng(0))
+    assert s["flipped"] and s["baseline_m"] == -0.5
+    flipped = {k: s[k].unsqueeze(0) for k in ("images", "stereo", "K", "inv_K")}
+    assert err(flipped, -0.5) < 0.01 < err(flipped, 0.5)
+    # a training step with the stereo source
+    cfg = T.load_config({"data": {"train": [spec]}, "train": {"num_threads": 1}})
+    from vode_ros.learn.networks import build_networks
+    dn, pn = build_networks(cfg["model_config"], seed=0)
+    out = T.model_step(dn, pn, ds.batch([0, 1]), cfg["model_config"], cfg["train"])
+    assert torch.isfinite(out["loss"])
+
+
 # -- training --------------------------------------------------------------------------------------
 def test_training_steps_lower_the_loss(synth_seq, tmp_path):
     cfg = T.load_config(_config(tmp_path, synth_seq[0], max_steps=40, lr=1e-3))
@@ -135,6 +183,18 @@ def test_train_writes_logs_checkpoints_and_resumes_exactly(synth_seq, tmp_path):
             assert torch.allclose(v.float(), b[name][k].float(), atol=1e-6), (name, k)
 
 
+def test_fine_tuning_at_another_size_counts_all_steps(synth_seq, tmp_path):
+    base = T.train(_config(tmp_path / "base", synth_seq[0], max_steps=2), log=lambda m: None)
+    cfg = _config(tmp_path / "ft", synth_seq[0], max_steps=2,
+                  init_from=str(Path(base["out_dir"]) / "last.pt"))
+    cfg["data"].update(height=96, width=128)
+    cfg["data"]["val"] = []
+    summary = T.train(cfg, log=lambda m: None)
+    ckpt = torch.load(Path(summary["out_dir"]) / "last.pt", weights_only=False)
+    assert ckpt["step"] == 4 and ckpt["run_step"] == 2
+    assert "then fine-tuned" in ckpt["trained_on"] and "96x128" in ckpt["trained_on"]
+
+
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(T.TrainError, match="unknown training option 'train.bogus'"):
         T.load_config({"data": {"train": ["x"]}, "train": {"bogus": 1}})
@@ -157,7 +217,8 @@ def test_cli_train_then_export_records_data_and_steps(synth_seq, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     from vode_ros import cli
-    assert cli.main(["train", "--config", str(path), "--set", "train.max_steps=3"]) == 0
+    assert cli.main(["train", "--config", str(path), "--set", "train.max_steps=3",
+                     "--set", "train.scale_mode=native"]) == 0
     ckpt = Path(cfg["out_dir"]) / "last.pt"
     from vode_ros.learn.export import export_checkpoint
     report = export_checkpoint(ckpt, tmp_path / "models", input_size=SIZE, latency_runs=0)

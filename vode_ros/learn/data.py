@@ -44,6 +44,10 @@ class SourceSpec:
     name: str | None = None
     layout: str | None = None
     image_topic: str | None = None   # ROS 2 bags with several image topics
+    # optional rectified stereo partner (same frames): its stream and the baseline in metres,
+    # positive when the partner camera lies along +x (to the right) of the trained camera
+    stereo_stream: str | None = None
+    baseline_m: float | None = None
 
     @classmethod
     def from_any(cls, item) -> "SourceSpec":
@@ -77,6 +81,8 @@ class CachedSequence:
     K: np.ndarray
     thumbs: np.ndarray
     indices: list = field(default_factory=list)
+    stereo: np.ndarray | None = None     # the stereo partner's frames, same size
+    baseline_m: float = 0.0
 
     def __len__(self):
         return len(self.images)
@@ -110,8 +116,21 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
         thumbs.append(cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32))
         indices.append(int(f.index))
     name = spec.name or Path(spec.path).name
-    return CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
-                          indices)
+    out = CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
+                         indices)
+    if spec.stereo_stream:
+        if not spec.baseline_m:
+            raise ValueError(f"{spec.path}: stereo_stream '{spec.stereo_stream}' needs baseline_m "
+                             "(metres, positive when the partner camera is to the right)")
+        other = open_sequence(spec.path, spec.frames, layout=spec.layout,
+                              stream=spec.stereo_stream)
+        if len(other) != len(seq):
+            raise ValueError(f"{spec.path}: stereo stream '{spec.stereo_stream}' has {len(other)} "
+                             f"frames, the trained stream {len(seq)}")
+        out.stereo = np.stack([cv2.resize(f.image, (width, height), interpolation=cv2.INTER_AREA)
+                               for f in other])
+        out.baseline_m = float(spec.baseline_m)
+    return out
 
 
 def motion(thumbs: np.ndarray, a: int, b: int) -> float:
@@ -238,16 +257,23 @@ class TripletDataset:
         K = seq.K.copy()
         flipped = False
         aug = frames
+        stereo = seq.stereo[t].astype(np.float32) / 255.0 if seq.stereo is not None else None
+        baseline = seq.baseline_m
         if self.augment and rng is not None:
             if rng.random() < self.flip_prob:
                 frames = frames[:, :, ::-1].copy()
                 K = flip_intrinsics(K, self.width)
                 flipped = True
+                if stereo is not None:  # mirrored, the partner camera sits on the other side
+                    stereo, baseline = stereo[:, ::-1].copy(), -baseline
             aug = color_jitter(frames, rng, **self.jitter) if rng.random() < 0.5 else frames
         to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa
         return {"images": to_t(frames), "aug": to_t(aug), "K": torch.from_numpy(K),
                 "inv_K": torch.from_numpy(np.linalg.inv(K).astype(np.float32)),
-                "source": k, "flipped": flipped}
+                "source": k, "flipped": flipped,
+                "stereo": None if stereo is None else
+                torch.from_numpy(np.ascontiguousarray(stereo.transpose(2, 0, 1))),
+                "baseline_m": float(baseline)}
 
     def batch(self, indices, rngs=None) -> dict:
         samples = [self.sample(i, None if rngs is None else r)
@@ -256,6 +282,12 @@ class TripletDataset:
                                                                        "inv_K")}
         out["source"] = torch.tensor([s["source"] for s in samples])
         out["flipped"] = torch.tensor([s["flipped"] for s in samples])
+        if any(s["stereo"] is not None for s in samples):
+            if not all(s["stereo"] is not None for s in samples):
+                raise ValueError("a batch mixes stereo and monocular samples; train stereo "
+                                 "sources in a separate run or give every source a partner")
+            out["stereo"] = torch.stack([s["stereo"] for s in samples])
+            out["baseline_m"] = torch.tensor([s["baseline_m"] for s in samples])
         return out
 
 

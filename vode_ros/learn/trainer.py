@@ -72,6 +72,8 @@ DEFAULTS = {
         "grad_clip": 10.0,
         "num_threads": 2,
         "device": "auto",          # auto | cpu | cuda
+        "init_from": None,         # checkpoint whose network weights start this run (fine-tuning,
+                                   # e.g. at a larger size); its optimiser and progress are not used
     },
     "log": {
         "every": 25,
@@ -174,6 +176,12 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
     n_scales = int(train_cfg.get("num_scales", 4))
     disps = depth_net(normalize(aug[:, 1], config))[:n_scales]
     poses = predict_poses(pose_net, aug, config)
+    if "stereo" in batch:
+        # a rectified partner camera with a known baseline: one more source whose pose is fixed,
+        # so depth (and with it the pose network's translation) becomes metric
+        sources = sources + [batch["stereo"]]
+        poses = poses + [warping.stereo_transform(batch["baseline_m"], target.shape[0], 1.0,
+                                                  target.dtype, target.device)]
     identity = [losses.photometric_error(s, target) for s in sources] \
         if train_cfg.get("automask", True) else None
     total, photo_sum, smooth_sum = 0.0, 0.0, 0.0
@@ -240,7 +248,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def checkpoint_state(depth_net, pose_net, optimizer, scaler, cfg: dict, progress: dict,
                      trained_on: str) -> dict:
     return {"depth": _unwrap(depth_net).state_dict(), "pose": _unwrap(pose_net).state_dict(),
-            "model_config": cfg["model_config"], "step": progress["step"],
+            "model_config": cfg["model_config"],
+            # step: optimisation steps behind these weights (with a fine-tuned run's base);
+            # run_step: this run's own step, what a resume continues from
+            "step": progress["step"] + int(progress.get("base_steps", 0)),
+            "run_step": progress["step"], "base_steps": int(progress.get("base_steps", 0)),
             "epoch": progress["epoch"], "position": progress["position"],
             "best_val": progress["best_val"], "trained_on": trained_on,
             "optimizer": optimizer.state_dict(),
@@ -267,7 +279,8 @@ def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None) 
         torch.set_rng_state(ckpt["torch_rng"])
     if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-    return {"step": int(ckpt["step"]), "epoch": int(ckpt["epoch"]),
+    return {"step": int(ckpt.get("run_step", ckpt["step"])),
+            "base_steps": int(ckpt.get("base_steps", 0)), "epoch": int(ckpt["epoch"]),
             "position": int(ckpt["position"]), "best_val": ckpt.get("best_val"),
             "history": list(ckpt.get("history", []))}
 
@@ -489,6 +502,13 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
     progress = {"step": 0, "epoch": 0, "position": 0, "best_val": None, "history": []}
+    if tc.get("init_from"):
+        init = torch.load(tc["init_from"], map_location="cpu", weights_only=False)
+        depth_net.load_state_dict(init["depth"])
+        pose_net.load_state_dict(init["pose"])
+        trained_on = (f"{init.get('trained_on', 'unknown')}, {int(init.get('step', 0))} steps; "
+                      f"then fine-tuned: {trained_on}")
+        progress["base_steps"] = int(init.get("step", 0))
     resume_path = None
     if resume is True or resume == "auto":
         cand = out_dir / "last.pt"

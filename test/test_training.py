@@ -188,8 +188,9 @@ def test_fine_tuning_at_another_size_counts_all_steps(synth_seq, tmp_path):
     cfg = _config(tmp_path / "ft", synth_seq[0], max_steps=2,
                   init_from=str(Path(base["out_dir"]) / "last.pt"))
     cfg["data"].update(height=96, width=128)
-    cfg["data"]["val"] = []
+    cfg["eval"].update(at_start=True, every_steps=0)
     summary = T.train(cfg, log=lambda m: None)
+    assert summary["history"][0]["step"] == 0  # the starting weights, judged at the new size
     ckpt = torch.load(Path(summary["out_dir"]) / "last.pt", weights_only=False)
     assert ckpt["step"] == 4 and ckpt["run_step"] == 2
     assert "then fine-tuned" in ckpt["trained_on"] and "96x128" in ckpt["trained_on"]

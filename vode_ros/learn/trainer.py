@@ -84,6 +84,7 @@ DEFAULTS = {
     },
     "eval": {
         "every_steps": 0,          # 0: at the end of each epoch
+        "at_start": False,         # also before the first step (a fine-tuning run's baseline)
         "batch_size": 8,
         "depth_range": [0.1, 10.0],
     },
@@ -571,6 +572,8 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
         return better
 
     try:
+        if cfg["eval"]["at_start"] and progress["step"] == 0 and _evaluate():
+            _save("best.pt")
         while progress["step"] < stop_at:
             order = train_set.epoch_order(seed, progress["epoch"])
             n_batches = len(order) // (bs * world)

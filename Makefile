@@ -22,7 +22,7 @@ VENV_INPUTS := requirements.txt requirements/lock.txt msg/TFMessage.msg tools/ge
 # Linked into .venv/share/vode_ros by tools/venv_setup.py: a new or removed file re-links
 # (their names count for the stamp, not their contents: links follow edits).
 DATA_FILES  := $(sort $(wildcard launch/*.py launch/*.xml launch/*.yaml config/*.yaml config/*.yml \
-                 config/*.rviz config/*.xml models/*.onnx models/README.md))
+                 config/*.rviz config/*.xml models/*.onnx models/*.npz models/README.md))
 
 # The environment a ROS process from this venv needs. LD_LIBRARY_PATH is set by the ROS wheels'
 # own start-up hook (ros_wheels_bootstrapper.pth), AMENT_PREFIX_PATH by ours (vode_ros_env.pth);

@@ -37,7 +37,7 @@ data_files = [
 for folder, patterns in [
     ("launch", ["launch/*.py", "launch/*.xml", "launch/*.yaml"]),
     ("config", ["config/*.yaml", "config/*.yml", "config/*.rviz", "config/*.xml"]),
-    ("models", ["models/*.onnx", "models/README.md"]),
+    ("models", ["models/*.onnx", "models/*.npz", "models/README.md"]),
 ]:
     files = _files(*patterns)
     if files:

@@ -76,8 +76,8 @@ def test_colcon_build_installs_node_and_share_files(colcon_install):
     assert (pkg / "share" / "ament_index" / "resource_index" / "packages" / "vode_ros").is_file()
     if (src / "launch" / "vode.launch.py").is_file():
         assert (share / "launch" / "vode.launch.py").is_file()
-    for onnx in sorted((src / "models").glob("*.onnx")):
-        assert (share / "models" / onnx.name).is_file()
+    for model in sorted([*(src / "models").glob("*.onnx"), *(src / "models").glob("*.npz")]):
+        assert (share / "models" / model.name).is_file()
     site = list(pkg.glob("lib/python3*/site-packages/vode_ros/__init__.py"))
     assert site, "the vode_ros python package was not installed"
 

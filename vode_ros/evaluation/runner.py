@@ -24,6 +24,14 @@ Outputs (DIR = ``--out``):
   /depth/camera_info every ``save_depth``-th frame, /path, /diagnostics), written atomically and
   moved into place when the run succeeds (replacing an older bag there).
 
+With ``loop_closure.enabled`` (``--set loop_closure.enabled=true``) the loop-closure back-end
+(``vode_ros.loop_closure``) runs beside the odometry, fed by ``LoopClosure.add`` after every
+``process`` and flushed at the end: ``trajectory.txt`` stays the odometry, and
+``trajectory_map.txt`` is the loop-corrected trajectory in the map frame (each frame corrected by
+its latest keyframe's Sim(3) correction); run.json gets ``loop_closure`` (keyframes, loops
+accepted/rejected, the accepted loops), timing.json the ``loop_closure_add`` stage, and
+metrics.json ``ate_rmse_m_map`` beside ``ate_rmse_m``.
+
 Outputs are written into ``DIR/.partial-<pid>-<token>/`` and moved into DIR only when the run has
 succeeded (``run.json`` last: a DIR with ``run.json`` is complete). A failed or interrupted run
 removes its partial folder and leaves a previous complete run in DIR untouched.
@@ -54,8 +62,8 @@ LOG = logging.getLogger(__name__)
 # Depth evaluation range by layout (metres): KITTI's convention caps at 80 m; indoor elsewhere.
 DEPTH_RANGE_BY_LAYOUT = {"kitti": (1e-3, 80.0)}
 DEFAULT_DEPTH_RANGE = (0.1, 10.0)
-OUTPUT_NAMES = ("trajectory.txt", "depth", "timing.json", "metrics.json", "trajectory.png",
-                "errors.png", "depth.png", "run.json")
+OUTPUT_NAMES = ("trajectory.txt", "trajectory_map.txt", "depth", "timing.json", "metrics.json",
+                "trajectory.png", "errors.png", "depth.png", "run.json")
 GRID_SAMPLES = 4
 MAX_WARNINGS_PER_KIND = 3
 
@@ -346,7 +354,9 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
     started = datetime.now(timezone.utc)
 
     from vode_ros.datasets.bagwriter import odometry_bag
-    with AtomicOutput(out_dir) as out, odometry_bag(opts.out_bag, cfg, opts.save_depth) as bag:
+    from vode_ros.loop_closure import loop_closure_for
+    with AtomicOutput(out_dir) as out, odometry_bag(opts.out_bag, cfg, opts.save_depth) as bag, \
+            loop_closure_for(cfg) as lc:
         depth_dir = out.path("depth")
         if opts.save_depth:
             depth_dir.mkdir()
@@ -396,6 +406,11 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
                 process_ms.append((time.perf_counter() - t0) * 1e3)
                 for k, v in est.timings_ms.items():
                     stage_ms.setdefault(k, []).append(float(v))
+                if lc is not None:
+                    t_lc = time.perf_counter()
+                    lc.add(est, f.image)
+                    stage_ms.setdefault("loop_closure_add", []).append(
+                        (time.perf_counter() - t_lc) * 1e3)
                 image_size = [int(f.image.shape[1]), int(f.image.shape[0])]
                 stamps.append(int(est.stamp_ns))
                 poses.append(np.asarray(est.camera_pose, float))
@@ -437,6 +452,11 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
 
         from vode_ros.evaluation.trajectory import write_tum
         write_tum(out.path("trajectory.txt"), stamps, np.asarray(poses))
+        map_poses = None
+        if lc is not None:
+            lc.flush()
+            map_poses = lc.correct(stamps, np.asarray(poses))
+            write_tum(out.path("trajectory_map.txt"), stamps, map_poses)
 
         total_process_s = sum(process_ms) / 1e3
         timing = {
@@ -496,11 +516,21 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
             "config": cfg.to_dict(),
             "wall_s": round(wall_s, 3),
         }
+        if lc is not None:
+            info["loop_closure"] = {
+                **lc.summary(),
+                "trajectory_map": "trajectory_map.txt: camera optical frame in the map, "
+                                  "each frame corrected by its latest keyframe",
+                "accepted": [{"stamp_ns": e.stamp_ns, "query": e.query,
+                              "candidate": e.candidate, "reason": e.reason}
+                             for e in lc.events if e.accepted],
+                "last_error": lc.last_error}
 
         metrics = None
         if evaluate is not None:
             metrics = _evaluate(out, info, timing, vo, evaluate, depth_scaling, depth_range,
-                                (gt_stamps, gt_poses), (stamps, poses), depth_eval, grid)
+                                (gt_stamps, gt_poses), (stamps, poses), depth_eval, grid,
+                                map_poses)
             info["metrics_file"] = "metrics.json"
         if bag is not None:
             info["out_bag"] = bag.commit({"frames_skipped": n_skipped, "scale": vo.scale,
@@ -524,7 +554,7 @@ def _version() -> str:
 
 
 def _evaluate(out: AtomicOutput, info, timing, vo, ev: EvalOptions, depth_scaling,
-              depth_range, gt, est, depth_eval, grid) -> dict:
+              depth_range, gt, est, depth_eval, grid, map_poses=None) -> dict:
     from evo import EvoException
 
     from vode_ros.evaluation.metrics import evaluate_trajectory
@@ -541,6 +571,21 @@ def _evaluate(out: AtomicOutput, info, timing, vo, ev: EvalOptions, depth_scalin
                                    align=ev.align)
     except (ValueError, EvoException) as err:
         raise EvaluationError(f"trajectory evaluation failed: {err}") from None
+    loop_metrics = {}
+    if map_poses is not None:                 # the loop-corrected trajectory, same protocol
+        try:
+            traj_map = evaluate_trajectory(np.asarray(gt_stamps), np.asarray(gt_poses),
+                                           np.asarray(stamps), np.asarray(map_poses),
+                                           scale=vo.scale, align=ev.align)
+        except (ValueError, EvoException) as err:
+            raise EvaluationError(f"evaluation of trajectory_map.txt failed: {err}") from None
+        loop_metrics = {f"{k}_map": traj_map.metrics[k] for k in
+                        ("ate_rmse_m", "ate_mean_m", "ate_median_m", "ate_max_m",
+                         "ate_rot_rmse_deg", "scale_ratio") if k in traj_map.metrics}
+        loop_metrics["loop_closure"] = {k: info["loop_closure"][k] for k in
+                                        ("keyframes", "loops_accepted", "loops_rejected",
+                                         "loops_active", "loops_switched_off")
+                                        if k in info["loop_closure"]}
     depth, baseline = depth_eval.result()
     if depth["n_images"] == 0 and depth_eval.skipped == 0:
         depth = {"n_images": 0, "note": "the input has no ground-truth depth"}
@@ -550,6 +595,7 @@ def _evaluate(out: AtomicOutput, info, timing, vo, ev: EvalOptions, depth_scalin
         "frames_processed": info["frames_processed"], "frames_skipped": info["frames_skipped"],
         "scale": vo.scale,
         **traj.metrics,
+        **loop_metrics,
         "depth": depth,
         "depth_constant_baseline": baseline,
         "depth_range_m": list(depth_range),

@@ -3,6 +3,15 @@
 Glue only: messages in, ``VisualOdometry.process`` (the same call the offline tools make), messages
 out. Frames go through a one-slot mailbox to a worker thread, so the node never queues frames
 without bound: a frame arriving while another waits replaces it and is counted as dropped.
+
+With ``loop_closure.enabled`` the worker also offers every estimate to the loop-closure back-end
+(``vode_ros.loop_closure.LoopClosure.add``: a keyframe test and a bounded queue, never a wait);
+the back-end's own thread does the rest. The node then broadcasts TF map -> odom beside
+odom -> base_link (REP-105: the odometry stays continuous, only map -> odom jumps), and publishes
+``map_path`` (nav_msgs/Path of the corrected keyframes in the map frame) and ``loop_closures``
+(visualization_msgs/MarkerArray: loop edges as a LINE_LIST, keyframes as a SPHERE_LIST) from a
+timer, a second diagnostics status with the back-end's counters and last loop event, and the
+services ``~/save_map`` / ``~/load_map`` (std_srvs/Trigger, file ``loop_closure.map_file``).
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -24,6 +34,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import Marker, MarkerArray
 
 from vode_ros.camera import Frame
 from vode_ros.config import NODE_NAME, VodeConfig
@@ -115,6 +126,8 @@ class VodeNode(Node):
         self.provider = ""
         self.scale = "unknown"
         self._load_models()
+        self.lc = None                        # the loop-closure back-end, when enabled
+        self._start_loop_closure()
         self.add_on_set_parameters_callback(self._refuse_changes)
 
         # outputs
@@ -140,6 +153,15 @@ class VodeNode(Node):
             self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_info, qos)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        if self.lc is not None:
+            self.pub_map_path = self.create_publisher(Path, "map_path", 1)
+            self.pub_loops = self.create_publisher(MarkerArray, "loop_closures", 1)
+            if self.cfg.loop_closure.publish_tf and self.pub_tf is None:
+                self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
+            self.create_service(Trigger, "~/save_map", self._on_save_map)
+            self.create_service(Trigger, "~/load_map", self._on_load_map)
+            self._map_version = -1
+            self.map_timer = self.create_timer(r.path_period_s, self.publish_map)
         self.diag_timer = self.create_timer(r.diagnostics_period_s, self._publish_diagnostics)
         self.path_dirty = False
         if self.pub_path is not None:
@@ -171,6 +193,48 @@ class VodeNode(Node):
         note = f" ({preferred} unavailable: {errors[preferred]})" if preferred in errors else ""
         self.log.info(f"ONNX Runtime provider in use: {self.provider}{note}; "
                       f"depth scale is {self.scale}")
+
+    def _start_loop_closure(self):
+        lcfg = self.cfg.loop_closure
+        if not lcfg.enabled:
+            return
+        from vode_ros.loop_closure import LoopClosure
+        try:
+            self.lc = LoopClosure(lcfg)
+        except VodeError as exc:
+            self.log.error(f"loop closure disabled: {exc}")
+            return
+        self.log.info(f"loop closure on: vocabulary {len(self.lc.vocab)} words, map frame "
+                      f"'{lcfg.map_frame}', keyframe map file {lcfg.map_file}")
+        if lcfg.load_map_on_start:
+            try:
+                info = self.lc.load(lcfg.map_file)
+                self.log.info(f"keyframe map loaded at start-up: {info['keyframes']} keyframes "
+                              f"from {info['file']}; relocalising")
+            except VodeError as exc:
+                self.log.warn(f"no keyframe map loaded at start-up: {exc}")
+
+    def _on_save_map(self, request, response):
+        try:
+            info = self.lc.save(self.cfg.loop_closure.map_file)
+            response.success = True
+            response.message = f"saved {info['keyframes']} keyframes, {info['loops']} loops " \
+                               f"to {info['file']}"
+        except (VodeError, OSError) as exc:
+            response.success, response.message = False, f"map not saved: {exc}"
+        self.log.info(response.message)
+        return response
+
+    def _on_load_map(self, request, response):
+        try:
+            info = self.lc.load(self.cfg.loop_closure.map_file)
+            response.success = True
+            response.message = f"loaded {info['keyframes']} keyframes from {info['file']}; " \
+                               "map -> odom is identity until the first loop to the map"
+        except VodeError as exc:
+            response.success, response.message = False, f"map not loaded: {exc}"
+        self.log.info(response.message)
+        return response
 
     def _refuse_changes(self, params):
         names = {n for n, _, _ in self.cfg.parameters()}
@@ -205,6 +269,8 @@ class VodeNode(Node):
             if self.vo is not None:
                 self.vo.reset()
             self.path.clear()
+            if self.lc is not None:
+                self.lc.reset()
         response.success = self.vo is not None
         response.message = "odometry restarted at identity" if self.vo is not None else \
             f"no odometry to reset: {self.model_error}"
@@ -254,10 +320,15 @@ class VodeNode(Node):
             self._report(exc.kind, f"frame skipped: {exc}")
             return None
         t2 = time.perf_counter()
+        if self.lc is not None:
+            self.lc.add(est, rgb)                # a keyframe test and a queue: never waits
+        t_lc = time.perf_counter()
         self.publish_estimate(est, msg.header.stamp, info)
         t3 = time.perf_counter()
-        timings = {"decode": (t1 - t0) * 1e3, **est.timings_ms, "publish": (t3 - t2) * 1e3,
+        timings = {"decode": (t1 - t0) * 1e3, **est.timings_ms, "publish": (t3 - t_lc) * 1e3,
                    "total": (t3 - t_arrival) * 1e3}
+        if self.lc is not None:
+            timings["loop_closure_add"] = (t_lc - t2) * 1e3
         self.stats.processed += 1
         self.stats.latency_ms.append(timings["total"])
         for k, v in timings.items():
@@ -280,8 +351,13 @@ class VodeNode(Node):
         if self.pub_odom is not None:
             self.pub_odom.publish(conv.estimate_to_odometry(est, odom_header, r.base_frame))
         if self.pub_tf is not None:
-            self.pub_tf.publish(TFMessage(transforms=[
-                conv.matrix_to_transform(est.pose, odom_header, r.base_frame)]))
+            transforms = [conv.matrix_to_transform(est.pose, odom_header, r.base_frame)] \
+                if r.publish_tf else []
+            if self.lc is not None and self.cfg.loop_closure.publish_tf:
+                map_header = Header(stamp=stamp, frame_id=self.cfg.loop_closure.map_frame)
+                transforms.append(conv.matrix_to_transform(self.lc.map_to_odom(), map_header,
+                                                           r.odom_frame))
+            self.pub_tf.publish(TFMessage(transforms=transforms))
         if self.pub_depth is not None and est.depth is not None:
             cam_header = Header(stamp=stamp, frame_id=r.camera_frame)
             self.pub_depth.publish(conv.depth_to_image(est.depth, cam_header))
@@ -298,6 +374,60 @@ class VodeNode(Node):
             poses = list(self.path)
             self.path_dirty = False
         self.pub_path.publish(Path(header=poses[-1].header, poses=poses))
+
+    def publish_map(self):
+        """The corrected keyframe path and the loop markers, when the back-end has news."""
+        lc = self.lc
+        if lc is None or lc.version == self._map_version:
+            return
+        self._map_version = lc.version
+        stamps, poses = lc.corrected_poses()
+        frame = self.cfg.loop_closure.map_frame
+        cam_to_base = self.vo.camera_to_base if self.vo is not None else np.eye(4)
+        now = self.get_clock().now().to_msg()
+        path = Path(header=Header(stamp=now, frame_id=frame))
+        for s, P in zip(stamps, poses):
+            path.poses.append(conv.pose_stamped(P @ cam_to_base, Header(
+                stamp=conv.ns_to_stamp(int(s)), frame_id=frame)))
+        self.pub_map_path.publish(path)
+        header = Header(stamp=now, frame_id=frame)
+        keyframes = Marker(header=header, ns="keyframes", id=0, type=Marker.SPHERE_LIST,
+                           action=Marker.ADD)
+        keyframes.scale.x = keyframes.scale.y = keyframes.scale.z = 0.02
+        keyframes.color.r, keyframes.color.g, keyframes.color.b, keyframes.color.a = \
+            0.2, 0.6, 1.0, 1.0
+        keyframes.pose.orientation.w = 1.0
+        keyframes.points = [Point(x=float(P[0, 3]), y=float(P[1, 3]), z=float(P[2, 3]))
+                            for P in poses]
+        loops = Marker(header=header, ns="loop_closures", id=1, type=Marker.LINE_LIST)
+        edges = lc.loop_edges()
+        loops.action = Marker.ADD if edges else Marker.DELETE
+        loops.scale.x = 0.01
+        loops.color.r, loops.color.g, loops.color.b, loops.color.a = 1.0, 0.3, 0.1, 1.0
+        loops.pose.orientation.w = 1.0
+        for a, b in edges:
+            loops.points += [Point(x=float(a[0]), y=float(a[1]), z=float(a[2])),
+                             Point(x=float(b[0]), y=float(b[1]), z=float(b[2]))]
+        self.pub_loops.publish(MarkerArray(markers=[keyframes, loops]))
+
+    def _loop_closure_status(self) -> DiagnosticStatus:
+        lc = self.lc
+        s = lc.summary()
+        last = lc.events[-1] if lc.events else None
+        level, message = DiagnosticStatus.OK, f"{s['loops_active']} loops in the map"
+        if not lc.running:
+            level, message = DiagnosticStatus.ERROR, "back-end thread not running"
+        elif s["errors"]:
+            level, message = DiagnosticStatus.WARN, f"back-end errors: {lc.last_error}"
+        elif not s["relocalised"]:
+            level, message = DiagnosticStatus.WARN, "not relocalised in the loaded map yet"
+        values = {k: str(v) for k, v in s.items()}
+        values["last_event"] = "" if last is None else \
+            f"{'accepted' if last.accepted else 'rejected'} keyframe {last.query} -> " \
+            f"{last.candidate}: {last.reason}"
+        return DiagnosticStatus(level=level, name=f"{self.get_name()}: loop closure",
+                                message=message, hardware_id="vode_ros",
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
     def _report(self, kind: str, text: str, warn: bool = False):
         if kind != "tracking":
@@ -341,14 +471,22 @@ class VodeNode(Node):
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: visual odometry",
                                   message=message, hardware_id="vode_ros",
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        statuses = [status]
+        if self.lc is not None:
+            try:
+                statuses.append(self._loop_closure_status())
+            except Exception as exc:  # noqa: BLE001 - diagnostics must not end the node
+                self._report("internal", f"loop-closure diagnostics failed: {exc}")
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                                              status=[status]))
+                                              status=statuses))
 
     def shutdown(self):
         self.running = False
         with self.mailbox_cv:
             self.mailbox_cv.notify_all()
         self.worker.join(timeout=5.0)
+        if self.lc is not None:
+            self.lc.stop(timeout=5.0)
 
 
 def main(args=None):

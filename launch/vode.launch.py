@@ -178,7 +178,8 @@ def _launch_setup(context):
 
     # RViz's displays name absolute topics (/odom, /camera/image_raw, ...); point them at this
     # launch's topics.
-    rviz_remaps = [(f'/{t}', _absolute(node_ns, t)) for t in ('odom', 'path', 'depth/image')]
+    rviz_remaps = [(f'/{t}', _absolute(node_ns, t))
+                   for t in ('odom', 'path', 'depth/image', 'map_path', 'loop_closures')]
     rviz_remaps.append(('/camera/image_raw', _absolute(node_ns, image)))
     actions.append(Node(
         package='rviz2',

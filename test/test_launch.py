@@ -187,6 +187,8 @@ def test_rviz_follows_the_namespace_and_the_image_topic():
     assert rviz.enabled
     assert sorted(rviz.remappings) == [("/camera/image_raw", "/cam/img"),
                                        ("/depth/image", "/robot1/depth/image"),
+                                       ("/loop_closures", "/robot1/loop_closures"),
+                                       ("/map_path", "/robot1/map_path"),
                                        ("/odom", "/robot1/odom"), ("/path", "/robot1/path")]
     assert rviz.parameters == [{"use_sim_time": True}]
 
@@ -258,6 +260,8 @@ def test_rviz_config_shows_the_node_outputs_in_odom():
     assert by_topic["/odom"]["Class"] == "rviz_default_plugins/Odometry"
     assert by_topic["/odom"]["Covariance"]["Value"] is True
     assert by_topic["/path"]["Class"] == "rviz_default_plugins/Path"
+    assert by_topic["/map_path"]["Class"] == "rviz_default_plugins/Path"
+    assert by_topic["/loop_closures"]["Class"] == "rviz_default_plugins/MarkerArray"
     for topic in ("/camera/image_raw", "/depth/image"):
         d = by_topic[topic]
         assert d["Class"] == "rviz_default_plugins/Image"

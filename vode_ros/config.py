@@ -82,6 +82,124 @@ class OdometryConfig:
 
 
 @dataclass
+class PoseConfig:
+    backend: str = _p(
+        "hybrid", "Pose backend: 'network' (the pose model), 'geometric' (tracked features, "
+        "essential matrix and PnP, scale from the map or the learned depth) or 'hybrid' "
+        "(geometric, with the pose network as initial guess and as fallback where geometry is "
+        "degenerate).", choices=("network", "geometric", "hybrid"))
+    scale_source: str = _p(
+        "auto", "Scale of geometric translation: 'depth' (triangulated depth aligned to the "
+        "learned depth at each keyframe; metric with a metric depth model), 'triangulation' "
+        "(propagated through points shared by consecutive keyframes; relative), 'ground' "
+        "(pose.camera_height_m over a fitted ground plane; metric) or 'auto' ('depth' when the "
+        "depth model's metadata says it was trained, else 'triangulation').",
+        choices=("auto", "depth", "triangulation", "ground"))
+    camera_height_m: float = _p(
+        0.0, "Camera height above the ground (metres) for pose.scale_source 'ground'.",
+        low=0.0, high=100.0)
+    fixed_scale: float = _p(
+        0.0, "When > 0, geometric translations are multiplied by this factor (metres per map "
+        "unit) and declared metric; 0 leaves them in map units.", low=0.0, high=1.0e6)
+    network_guess: str = _p(
+        "auto", "Hybrid: run the pose network on every frame and use its rotation to predict "
+        "feature motion ('on'), only as fallback ('off'), or 'on' when the pose model's metadata "
+        "says it was trained ('auto').", choices=("auto", "on", "off"))
+    min_grey_std: float = _p(
+        3.0, "Geometry gives up on a working image whose grey-level standard deviation is below "
+        "this (textureless or dark frame).", low=0.0, high=255.0)
+    static_parallax_px: float = _p(
+        0.3, "Median feature displacement from the keyframe (working-image pixels) below which "
+        "the camera is taken as static (identity motion).", low=0.0, high=100.0)
+    parallax_quantile: float = _p(
+        0.75, "Quantile of the features' rotation-compensated parallax that measures a frame's "
+        "parallax (a high quantile: the near features show translation first).",
+        low=0.0, high=1.0)
+    essential_parallax_px: float = _p(
+        3.0, "Rotation-compensated parallax (working-image pixels) from the keyframe above which "
+        "the pose comes from the essential matrix (below: PnP on the map).", low=0.1,
+        high=1000.0)
+    keyframe_parallax_px: float = _p(
+        8.0, "Rotation-compensated parallax (working-image pixels) from the keyframe above which "
+        "the frame becomes a keyframe (its tracks are triangulated into the map).",
+        low=0.1, high=1000.0)
+    init_parallax_px: float = _p(
+        3.0, "Parallax (as pose.keyframe_parallax_px) at which the first two-view estimate "
+        "starts a map (and a new one after a restart).", low=0.1, high=1000.0)
+    window_keyframes: int = _p(
+        6, "Keyframes whose observations of a track are triangulated together (a sliding "
+        "window, newest keyframe included).", low=2, high=50)
+    redetect_fraction: float = _p(
+        0.5, "A keyframe is also made (features topped up) when fewer than this fraction of "
+        "flow.max_features tracks survive.", low=0.0, high=1.0)
+    min_tracks: int = _p(
+        30, "Fewer tracked features than this is a geometric failure (hybrid falls back to "
+        "the pose network).", low=5, high=100000)
+    min_pnp_points: int = _p(
+        20, "Map points (with inliers) needed to take the pose from PnP.", low=6, high=100000)
+    pnp_threshold_px: float = _p(
+        2.0, "PnP RANSAC reprojection threshold (working-image pixels).", low=0.1, high=100.0)
+    ransac_threshold_px: float = _p(
+        1.0, "Essential-matrix (USAC MAGSAC) threshold (working-image pixels).",
+        low=0.05, high=100.0)
+    min_inliers: int = _p(
+        30, "Essential-matrix inliers needed for a two-view estimate.", low=8, high=100000)
+    min_inlier_ratio: float = _p(
+        0.5, "Fraction of correspondences that must be essential-matrix inliers.",
+        low=0.0, high=1.0)
+    min_triangulation_angle_deg: float = _p(
+        0.3, "Triangulated points with a smaller parallax angle (degrees) are not mapped.",
+        low=0.0, high=90.0)
+    min_shared_points: int = _p(
+        15, "Map points shared with a two-view triangulation needed to carry the map's scale to "
+        "it (fewer: the new points keep the previous median scene depth).", low=3, high=100000)
+    covariance_reference_inliers: int = _p(
+        100, "Inlier count at which a geometric step has the per-frame standard deviations of "
+        "odometry.*_sigma_per_frame (they scale with 1/sqrt(inliers) and the outlier "
+        "fraction).", low=1, high=100000)
+    fallback_sigma_scale: float = _p(
+        10.0, "Standard-deviation factor of a step from the network fallback (and the largest "
+        "for a geometric step).", low=1.0, high=1.0e6)
+
+
+@dataclass
+class FlowConfig:
+    method: str = _p(
+        "lk", "Correspondences: 'lk' (sparse pyramidal Lucas-Kanade on corners) or "
+        "'dis' (dense DIS optical flow moving the features; slower).", choices=("lk", "dis"))
+    max_pixels: int = _p(
+        200000, "Geometry works on a grey image reduced (never enlarged) to about this many "
+        "pixels, the intrinsics scaled to match (KITTI 1241x376 -> 812x246, 640x480 -> "
+        "516x387).", low=1024, high=100000000)
+    max_features: int = _p(
+        300, "Features tracked from a keyframe (topped up at each keyframe).",
+        low=10, high=100000)
+    detector: str = _p(
+        "fast", "Feature detector: 'fast' (FAST corners, cheap) or 'shi-tomasi' "
+        "(goodFeaturesToTrack).", choices=("fast", "shi-tomasi"))
+    min_distance_px: float = _p(
+        8.0, "Minimum distance between features (working-image pixels).", low=1.0, high=1000.0)
+    grid_cols: int = _p(8, "Columns of the grid features and correspondences are spread over.",
+                        low=1, high=1000)
+    grid_rows: int = _p(6, "Rows of the grid features and correspondences are spread over.",
+                        low=1, high=1000)
+    lk_window: int = _p(11, "Lucas-Kanade window (pixels).", low=5, high=101)
+    lk_levels: int = _p(3, "Lucas-Kanade pyramid levels above the base image.", low=0, high=8)
+    motion_prior: bool = _p(
+        True, "Start LK from each feature's position predicted by its last image motion "
+        "(constant velocity) instead of its last position.")
+    fb_threshold_px: float = _p(
+        1.0, "Forward-backward consistency threshold (pixels): a feature tracked there and "
+        "back must land this close to where it started.", low=0.01, high=100.0)
+    keep_fraction: float = _p(
+        0.9, "Best-scoring (forward-backward) fraction of the tracks used for geometry.",
+        low=0.05, high=1.0)
+    max_correspondences: int = _p(
+        200, "At most this many correspondences (spread over the image) go into the essential "
+        "matrix and PnP.", low=8, high=100000)
+
+
+@dataclass
 class LoopClosureConfig:
     enabled: bool = _p(
         False, "Run the loop-closure back-end (own thread): keyframes, place recognition, "
@@ -250,6 +368,8 @@ class VodeConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
     ros: RosConfig = field(default_factory=RosConfig)
 
@@ -323,6 +443,10 @@ def _coerce(name: str, value: Any, current: Any, meta: dict) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"'{name}' expects a value like {current!r} "
                           f"({type(current).__name__}), got {value!r}") from None
+    choices = meta.get("choices")
+    if choices and out not in choices:
+        raise ConfigError(f"'{name}' must be one of {', '.join(map(repr, choices))}, got "
+                          f"{out!r}")
     low, high = meta.get("low"), meta.get("high")
     if low is not None and out < low or high is not None and out > high:
         raise ConfigError(f"'{name}' must lie in [{low}, {high}], got {out!r}")

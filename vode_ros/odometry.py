@@ -66,6 +66,9 @@ class VisualOdometry:
         self.lost_frames = 0
         self.tracking = INITIALIZING
         self.frames = 0
+        backend_reset = getattr(self.pose_backend, "reset", None)
+        if backend_reset is not None:      # backends with their own state (keyframes, map)
+            backend_reset()
 
     # -- the pipeline ----------------------------------------------------------------------------
     def process(self, frame: Frame) -> Estimate:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from vode_ros.config import VodeConfig
 from vode_ros.depth import DepthEstimator
+from vode_ros.errors import ConfigError
 from vode_ros.inference import OnnxModel
 from vode_ros.odometry import VisualOdometry
 from vode_ros.pose import NetworkPose
@@ -46,4 +47,21 @@ def build_odometry(cfg: VodeConfig) -> VisualOdometry:
     depth_model = OnnxModel(resolve_path(m.depth), "depth", m.providers, m.intra_op_threads)
     pose_model = OnnxModel(resolve_path(m.pose), "pose", m.providers, m.intra_op_threads)
     depth = DepthEstimator(depth_model, cfg.odometry.min_valid_depth_fraction)
-    return VisualOdometry(cfg, depth, NetworkPose(pose_model))
+    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, NetworkPose(pose_model)))
+
+
+def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, network: NetworkPose):
+    """The pose backend named by ``pose.backend`` (network, geometric or hybrid)."""
+    backend = cfg.pose.backend
+    if backend == "network":
+        return network
+    from vode_ros.geometric import GeometricPose, HybridPose, model_is_trained
+    try:
+        geometric = GeometricPose(cfg.pose, cfg.flow, depth.spec, model=network.model)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if backend == "geometric":
+        return geometric
+    guess = cfg.pose.network_guess
+    use_guess = guess == "on" or (guess == "auto" and model_is_trained(network.spec))
+    return HybridPose(geometric, network, use_guess)

@@ -1,0 +1,423 @@
+"""Geometric and hybrid pose: correspondences, two-view geometry, scale, fallbacks and covariance,
+on synthetic sequences with exact ground truth (vode_ros.datasets.synth renders them in memory)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+import model_factory as mf
+from vode_ros.camera import Frame
+from vode_ros.config import load_config
+from vode_ros.datasets import synth
+from vode_ros.depth import DepthEstimator
+from vode_ros.errors import ConfigError
+from vode_ros.flow import (detect_features, select_correspondences, spread_sample, track_dis,
+                           track_lk, working_grey)
+from vode_ros.geometric import (GeometricPose, HybridPose, essential_pose, fit_ground_plane,
+                                median_scale, model_is_trained, pnp_pose, rotation_only,
+                                translation_given_rotation, triangulate, triangulate_multiview)
+from vode_ros.inference import OnnxModel
+from vode_ros.odometry import LOST, TRACKING, VisualOdometry
+from vode_ros.pipeline import build_pose_backend
+from vode_ros.pose import FrameData, NetworkPose
+
+CAM = synth.default_camera(320, 240)
+NET_STEP = 0.05                       # the stand-in pose network's (wrong) constant forward step
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("geo_models")
+    return {"depth": mf.make_depth_model(root / "d.onnx"),
+            "pose": mf.make_pose_model(root / "p.onnx", (0, 0, 0, 0, 0, NET_STEP))}
+
+
+@pytest.fixture(scope="module")
+def room():
+    return synth.make_scene("room", seed=1)
+
+
+def make_vo(models, backend="hybrid", overrides=()):
+    # the stand-in depth model is no trained model: the scale comes from triangulation
+    cfg = load_config(None, [f"pose.backend={backend}", "pose.scale_source=triangulation",
+                             *overrides])
+    depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
+    network = NetworkPose(OnnxModel(models["pose"], "pose"))
+    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, network))
+
+
+def render(scene, poses, edit=None, noise=1.0):
+    """Frames of ``poses`` (camera-to-world) with sensor noise; ``edit(i, image)`` may change
+    a frame (dark, blank, ...)."""
+    renderer = synth.Renderer(scene, CAM)
+    rng = np.random.default_rng(5)
+    images = []
+    for i, T in enumerate(poses):
+        img, _ = renderer.render(T)
+        img = np.clip(img + rng.normal(0, noise, img.shape) + 0.5, 0, 255).astype(np.uint8)
+        images.append(edit(i, img) if edit else img)
+    return images
+
+
+def run(vo, images):
+    return [vo.process(Frame(1_000_000_000 + i * 33_333_333, im, CAM))
+            for i, im in enumerate(images)]
+
+
+def relative(poses):
+    P = np.asarray(poses)
+    return np.linalg.inv(P[0]) @ P
+
+
+def sim3_ate(est, gt):
+    """RMS position error after the best similarity (Umeyama) alignment of est onto gt."""
+    mu_e, mu_g = est.mean(0), gt.mean(0)
+    E, G = est - mu_e, gt - mu_g
+    U, S, Vt = np.linalg.svd(G.T @ E / len(est))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    s = np.trace(np.diag(S) @ D) / (E ** 2).sum(1).mean()
+    return float(np.sqrt(((s * E @ R.T - G) ** 2).sum(1).mean()))
+
+
+def rotation_errors_deg(est, gt):
+    return np.array([np.degrees(Rotation.from_matrix(a[:3, :3].T @ b[:3, :3]).magnitude())
+                     for a, b in zip(est, gt)])
+
+
+def path_length(P):
+    return float(np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1).sum())
+
+
+def translated(scene, steps):
+    """Poses from the scene's start moved by ``steps`` (N, 3) in the start camera's frame."""
+    base = synth.make_trajectory(scene, "static", 1)[0]
+    out = []
+    for d in np.cumsum(np.vstack([np.zeros(3), steps]), 0):
+        T = base.copy()
+        T[:3, 3] = base[:3, 3] + base[:3, :3] @ d
+        out.append(T)
+    return np.array(out)
+
+
+# -- correspondences -------------------------------------------------------------------------------
+def test_features_are_spread_and_bounded(room):
+    img = render(room, synth.make_trajectory(room, "static", 1))[0]
+    grey, cam = working_grey(img, CAM, 250000)
+    pts = detect_features(grey, 120, 8.0, grid=(8, 6))
+    assert 100 <= len(pts) <= 120
+    cells = set(zip((pts[:, 0] * 8 // grey.shape[1]).astype(int),
+                    (pts[:, 1] * 6 // grey.shape[0]).astype(int)))
+    assert len(cells) >= 40                                    # most of the 48 cells used
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=2) + np.eye(len(pts)) * 1e9
+    assert d.min() >= 8.0 / 2                                  # about min_distance apart
+    more = detect_features(grey, 50, 8.0, existing=pts)
+    assert np.linalg.norm(more[:, None] - pts[None], axis=2).min() >= 8.0
+
+
+def test_spread_sample_takes_every_cell_before_a_second_point():
+    rng = np.random.default_rng(0)
+    crowded = rng.uniform([0, 0], [10, 10], (500, 2))         # one corner full of points
+    sparse = np.array([[95.0, 95.0], [55.0, 15.0], [15.0, 85.0]])
+    pts = np.vstack([crowded, sparse])
+    keep = spread_sample(pts, rng.random(len(pts)), 10, 100, 100, (4, 4))
+    assert len(keep) == 10 and {500, 501, 502} <= set(keep.tolist())
+
+
+def test_forward_backward_scores_a_shift_and_refuses_occlusion(room):
+    img = cv2.cvtColor(render(room, synth.make_trajectory(room, "static", 1))[0],
+                       cv2.COLOR_RGB2GRAY)
+    shifted = np.roll(img, (3, 5), axis=(0, 1))
+    shifted[:, 260:] = 0                                       # the right part disappears
+    p0 = detect_features(img, 200, 8.0)
+    inside = (p0[:, 0] > 20) & (p0[:, 0] < 180) & (p0[:, 1] > 20) & (p0[:, 1] < 220)
+    for tr, tol in ((track_lk(img, shifted, p0, 11, 3, 1.0), 0.2),
+                    (track_dis(img, shifted, p0, 1.0), 0.6)):
+        good = tr.ok & inside
+        assert good.sum() > 0.8 * inside.sum()
+        np.testing.assert_allclose(tr.p1[good] - p0[good], np.broadcast_to([5, 3], (good.sum(), 2)),
+                                   atol=tol)
+        assert not tr.ok[p0[:, 0] > 275].any()                # gone: no track
+    idx = select_correspondences(p0, tr.p1, tr.fb_error, 320, 240, keep_fraction=0.5,
+                                 max_count=40, fb_threshold=1.0)
+    assert len(idx) <= 40 and np.all(tr.fb_error[idx] <= np.quantile(tr.fb_error[tr.ok], 0.5))
+
+
+# -- two-view geometry -----------------------------------------------------------------------------
+def _scene_points(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform([-3, -2, 3], [3, 2, 12], (n, 3))
+
+
+def _pixels(X, K, T=np.eye(4)):
+    Xc = X @ T[:3, :3].T + T[:3, 3]
+    return np.stack([K[0, 0] * Xc[:, 0] / Xc[:, 2] + K[0, 2],
+                     K[1, 1] * Xc[:, 1] / Xc[:, 2] + K[1, 2]], 1)
+
+
+def test_essential_pose_triangulation_and_scale():
+    K = CAM.K
+    X = _scene_points()
+    T = np.eye(4)                                              # camera 1 from camera 0
+    T[:3, :3] = Rotation.from_rotvec([0.01, -0.03, 0.005]).as_matrix()
+    T[:3, 3] = [0.1, 0.02, -0.3]
+    p0, p1 = _pixels(X, K), _pixels(X, K, T)
+    rng = np.random.default_rng(1)
+    p1[:30] += rng.uniform(10, 30, (30, 1)) * rng.choice([-1, 1], (30, 2))   # outliers
+    two = essential_pose(p0, p1, K, 1.0)
+    assert two.inliers[:30].mean() < 0.1 and two.inliers[30:].mean() > 0.95
+    assert np.degrees(Rotation.from_matrix(two.R.T @ T[:3, :3]).magnitude()) < 0.05
+    t = T[:3, 3] / np.linalg.norm(T[:3, 3])
+    assert np.degrees(np.arccos(two.t @ t)) < 0.5
+    x0 = (p0 - K[:2, 2]) / [K[0, 0], K[1, 1]]
+    x1 = (p1 - K[:2, 2]) / [K[0, 0], K[1, 1]]
+    X0, z1, ang = triangulate(two.R, two.t, x0[30:], x1[30:])
+    s = median_scale(X[30:, 2], X0[:, 2])                      # the robust median-ratio scale
+    assert s == pytest.approx(np.linalg.norm(T[:3, 3]), rel=0.01)
+    assert np.all(ang > 0)
+    # known rotation: translation from points and pixels (what carries the map's scale)
+    t_lin = translation_given_rotation(T[:3, :3], X[30:], x1[30:], 1e-3)
+    np.testing.assert_allclose(t_lin, T[:3, 3], atol=1e-6)
+
+
+def test_rotation_only_model_and_pnp():
+    K = CAM.K
+    X = _scene_points(seed=2)
+    R = Rotation.from_rotvec([0.0, 0.05, 0.01]).as_matrix()
+    b0 = X / np.linalg.norm(X, axis=1, keepdims=True)
+    b1 = b0 @ R.T
+    b1[:20] = b1[::-1][:20]                                    # outliers
+    R_est, inl = rotation_only(b0, b1, 1e-3)
+    assert np.degrees(Rotation.from_matrix(R_est.T @ R).magnitude()) < 1e-3
+    assert inl[20:].all()
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, [0.2, -0.1, 0.5]
+    px = _pixels(X, K, T)
+    T_est, inl = pnp_pose(X, px, K, 1.0)
+    np.testing.assert_allclose(T_est, T, atol=1e-6)
+
+
+def test_multiview_triangulation_uses_every_ray():
+    rng = np.random.default_rng(3)
+    X = _scene_points(100, seed=3)
+    R = np.stack([np.eye(3)] * 4)
+    c = np.array([[0, 0, 0], [0.1, 0, 0.2], [0.2, 0, 0.4], [0.3, 0, 0.6]], float)
+    rays = X[:, None] - c[None]
+    rays /= np.linalg.norm(rays, axis=2, keepdims=True)
+    rays += rng.normal(0, 2e-4, rays.shape)
+    rays[:10, :3] = np.nan                                     # seen once: not triangulated
+    Xt, ang = triangulate_multiview(R, c, rays, 1e-3)
+    assert np.isnan(Xt[:10]).all() and np.isfinite(Xt[10:]).all()
+    assert np.median(np.abs(Xt[10:, 2] - X[10:, 2]) / X[10:, 2]) < 0.01
+    assert np.all(ang[10:] > 0.5)
+
+
+def test_ground_plane_height():
+    rng = np.random.default_rng(4)
+    ground = np.c_[rng.uniform(-3, 3, 200), np.full(200, 1.5), rng.uniform(2, 15, 200)]
+    tilt = Rotation.from_rotvec([0.05, 0, 0]).as_matrix()      # camera pitched a little
+    clutter = rng.uniform([-3, -2, 2], [3, 1.4, 15], (100, 3))
+    height, n = fit_ground_plane(np.vstack([ground, clutter]) @ tilt.T)
+    assert height == pytest.approx(1.5, rel=0.01)
+    assert fit_ground_plane(clutter[clutter[:, 1] < 0]) is None
+
+
+def test_model_is_trained_reads_the_contract_metadata():
+    def spec(**extra):
+        return dataclasses.replace(mf.depth_spec(), extra=extra)
+    assert not model_is_trained(spec(**{"vode.train_steps": "0"}))
+    assert model_is_trained(spec(**{"vode.train_steps": "20000"}))
+    assert model_is_trained(spec())                            # a third-party export
+    assert not model_is_trained(spec(**{"vode.trained_on": "untrained (seed 0)"}))
+
+
+# -- sequences with exact ground truth ---------------------------------------------------------
+@pytest.mark.parametrize("backend", ["geometric", "hybrid"])
+def test_pure_translation(models, room, backend):
+    steps = np.array([[0, 0, 0.02]] * 20 + [[0.02, 0, 0]] * 15)   # forward, then sideways
+    poses = translated(room, steps)
+    ests = run(make_vo(models, backend), render(room, poses))
+    est, gt = relative([e.camera_pose for e in ests]), relative(poses)
+    assert all(e.tracking == TRACKING for e in ests)
+    assert all(e.backend.startswith("geometric") for e in ests[1:])
+    assert sim3_ate(est[:, :3, 3], gt[:, :3, 3]) < 0.02 * path_length(gt)     # 2 % of 0.7 m
+    assert rotation_errors_deg(est, gt).max() < 0.5
+
+
+def test_pure_rotation_makes_no_translation(models, room):
+    poses = synth.make_trajectory(room, "rotation", 40, seed=1)   # yaw 31 deg, a little pitch
+    ests = run(make_vo(models), render(room, poses))
+    est, gt = relative([e.camera_pose for e in ests]), relative(poses)
+    assert np.abs(est[:, :3, 3]).max() < 1e-9                   # no spurious translation
+    assert rotation_errors_deg(est, gt).max() < 0.5
+    assert {e.backend for e in ests[1:]} <= {"geometric (rotation)", "geometric (static)"}
+
+
+def test_turn(models, room):
+    poses = synth.make_trajectory(room, "turn", 40, seed=1)       # 0.6 m while turning 31 deg
+    ests = run(make_vo(models), render(room, poses))
+    est, gt = relative([e.camera_pose for e in ests]), relative(poses)
+    assert sim3_ate(est[:, :3, 3], gt[:, :3, 3]) < 0.04 * path_length(gt)
+    assert rotation_errors_deg(est, gt).max() < 1.5
+    methods = Counter(e.backend for e in ests[1:])
+    assert methods["geometric (essential)"] > 10
+
+
+def test_static_camera_stays_put(models, room):
+    poses = synth.make_trajectory(room, "static", 30)
+    ests = run(make_vo(models), render(room, poses, noise=2.0))
+    est = relative([e.camera_pose for e in ests])
+    assert np.abs(est[:, :3, 3]).max() < 1e-9
+    assert rotation_errors_deg(est, np.broadcast_to(np.eye(4), est.shape)).max() < 0.05
+    assert all(e.backend == "geometric (static)" for e in ests[1:])
+    # a static step is the most certain one: the covariance grows slowly
+    moving = run(make_vo(models), render(room, synth.make_trajectory(room, "straight", 30)))
+    assert np.trace(ests[-1].pose_covariance) < np.trace(moving[-1].pose_covariance)
+
+
+def test_dark_stretch_falls_back_then_recovers(models, room):
+    """Dim frames (texture too faint for features) fall back to the pose network with the reason
+    in the backend name; blank frames lose tracking; geometry then recovers."""
+    poses = synth.make_trajectory(room, "straight", 40, seed=1)
+    dim, blank = range(14, 18), range(26, 29)
+
+    def edit(i, img):
+        if i in dim:
+            return (img * 0.04).astype(np.uint8)
+        return np.zeros_like(img) if i in blank else img
+    ests = run(make_vo(models), render(room, poses, edit))
+    for i in dim:
+        assert ests[i].tracking == TRACKING
+        assert ests[i].backend == "network (fallback: textureless or dark frame)"
+        assert "fallback to the pose network" in ests[i].reason and "min_grey_std" in ests[i].reason
+    assert ests[18].backend.startswith("network (fallback: ")      # no features carried over
+    assert [e.tracking for e in ests[26:29]] == [LOST] * 3
+    assert "no texture" in ests[26].reason
+    for i in list(range(21, 26)) + list(range(30, 40)):
+        assert ests[i].tracking == TRACKING and ests[i].backend.startswith("geometric"), i
+    # the fallback steps are uncertain: the covariance jumps there, far more than elsewhere
+    tr = np.array([np.trace(e.pose_covariance) for e in ests])
+    assert (tr[14] - tr[13]) > 20 * (tr[13] - tr[12])
+    # and the pose after recovery is still on track (the network steps are scaled to the map)
+    est, gt = relative([e.camera_pose for e in ests]), relative(poses)
+    assert rotation_errors_deg(est[30:], gt[30:]).max() < 2.0
+
+
+def test_lost_features_fall_back_with_their_reason(models, room):
+    poses = synth.make_trajectory(room, "straight", 16, seed=1)
+    noise = np.random.default_rng(9).integers(0, 256, (240, 320, 3), np.uint8)
+    ests = run(make_vo(models), render(room, poses, lambda i, img: noise if i == 8 else img))
+    assert ests[8].backend == "network (fallback: too few tracked features)"
+    assert "pose.min_tracks" in ests[8].reason
+    assert ests[9].backend.startswith("network (fallback: ")       # from noise back to the room
+    assert all(e.backend.startswith("geometric") for e in ests[11:])
+    geo = make_vo(models, "geometric")                                # no fallback: lost
+    ests = run(geo, render(room, poses, lambda i, img: noise if i == 8 else img))
+    assert ests[8].tracking == LOST and "too few tracked features" in ests[8].reason
+
+
+def test_covariance_follows_the_inlier_statistics(models):
+    vo = make_vo(models, "geometric")
+    geo = vo.pose_backend
+    from vode_ros.geometric import Step
+    strong = geo._sigma(Step(method="essential", inliers=250, inlier_ratio=0.95))
+    weak = geo._sigma(Step(method="essential", inliers=40, inlier_ratio=0.5))
+    rot = geo._sigma(Step(method="rotation", inliers=250, inlier_ratio=0.95))
+    assert strong < 1.0 < weak < geo.cfg.fallback_sigma_scale and rot > strong
+
+
+def test_depth_scale_gives_the_depths_units(room):
+    """With the learned depth as scale source (here the exact depth) translation is metric."""
+    cfg = load_config(None, ["pose.scale_source=depth"])
+    geo = GeometricPose(cfg.pose, cfg.flow, mf.depth_spec(scale="metric"))
+    assert geo.metric
+    poses = synth.make_trajectory(room, "straight", 30, seed=2)
+    renderer = synth.Renderer(room, CAM)
+    prev, P = None, [np.eye(4)]
+    for i, T in enumerate(poses):
+        img, depth = renderer.render(T)
+        d = cv2.resize(np.nan_to_num(depth), (64, 48), interpolation=cv2.INTER_NEAREST)
+        cur = FrameData(1_000_000_000 + i * 33_333_333, img, CAM,
+                        depth=np.where(d > 0, d, np.nan).astype(np.float32))
+        if prev is not None:
+            res = geo.estimate(prev, cur)
+            assert res.ok
+            P.append(P[-1] @ res.T)
+        prev = cur
+    est, gt = np.array(P), relative(poses)
+    assert path_length(est) == pytest.approx(path_length(gt), rel=0.05)
+    assert np.linalg.norm(est[-1][:3, 3] - gt[-1][:3, 3]) < 0.05 * path_length(gt)
+
+
+def test_ground_scale_converges_to_metres(models):
+    corridor = synth.make_scene("corridor", seed=1)
+    poses = synth.make_trajectory(corridor, "straight", 40, seed=1)
+    height = float(poses[0][2, 3])                     # camera height above the floor (z up)
+    vo = make_vo(models, "geometric", ["pose.scale_source=ground",
+                                       f"pose.camera_height_m={height}"])
+    ests = run(vo, render(corridor, poses))
+    est, gt = relative([e.camera_pose for e in ests]), relative(poses)
+    last = slice(25, 40)                               # after the first fits
+    ratio = path_length(est[last]) / path_length(gt[last])
+    assert ratio == pytest.approx(1.0, abs=0.2)
+    with pytest.raises(ConfigError, match="camera_height_m"):
+        make_vo(models, "geometric", ["pose.scale_source=ground"])
+
+
+def test_reset_and_reanchoring_restart_the_tracker(models, room):
+    poses = synth.make_trajectory(room, "straight", 12, seed=1)
+    images = render(room, poses)
+    vo = make_vo(models)
+    first = run(vo, images)
+    vo.reset()
+    again = run(vo, images)                             # stamps start over after the reset
+    np.testing.assert_allclose(again[-1].camera_pose, first[-1].camera_pose, atol=1e-6)
+
+
+def test_backend_choice_is_validated():
+    with pytest.raises(ConfigError, match="must be one of"):
+        load_config(None, ["pose.backend=magic"])
+    assert load_config(None, []).pose.backend == "hybrid"
+
+
+def test_process_reports_backends_and_fallbacks(models, room, tmp_path):
+    """`vode process` counts the backends of every step, fallback reasons included."""
+    from vode_ros.evaluation.runner import RunOptions, run as run_sequence
+    seq = synth.generate_sequence(tmp_path / "seq", scene="room", trajectory="straight",
+                                  n_frames=16, seed=1)
+    for path in sorted((seq / "rgb").glob("*.png"))[6:8]:           # two dim frames
+        cv2.imwrite(str(path), (cv2.imread(str(path)) * 0.04).astype(np.uint8))
+    cfg = load_config(None, [f"models.depth={models['depth']}", f"models.pose={models['pose']}",
+                             "models.providers=[CPUExecutionProvider]",
+                             "pose.scale_source=triangulation"])
+    run_sequence(str(seq), tmp_path / "out", cfg, RunOptions(save_depth=0, quiet=True))
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    counts = info["backend_counts"]
+    assert info["pose_backend"] == "hybrid"
+    assert counts["network (fallback: textureless or dark frame)"] == 2
+    assert sum(v for k, v in counts.items() if k.startswith("geometric")) >= 12
+    assert info["tracking"]["lost_frames"] == 0
+
+
+def test_hybrid_uses_a_trained_network_as_initial_guess(models, tmp_path):
+    def pose_model(name, steps):
+        md = {**mf.pose_spec().to_metadata(), "vode.train_steps": steps}
+        return mf.make_pose_model(tmp_path / name, (0, 0.001, 0, 0, 0, 0.05), metadata=md)
+    trained = pose_model("t.onnx", "1000")
+    for guess, expected in (("auto", True), ("off", False), ("on", True)):
+        cfg = load_config(None, [f"pose.network_guess={guess}"])
+        depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
+        backend = build_pose_backend(cfg, depth, NetworkPose(OnnxModel(trained, "pose")))
+        assert isinstance(backend, HybridPose) and backend.use_guess is expected
+    untrained = pose_model("u.onnx", "0")
+    cfg = load_config(None, [])
+    depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
+    backend = build_pose_backend(cfg, depth, NetworkPose(OnnxModel(untrained, "pose")))
+    assert backend.use_guess is False

@@ -324,7 +324,8 @@ def test_nan_from_models_never_reaches_odom_or_tf(tmp_path, frames):
     depth_ok = mf.make_depth_model(tmp_path / "d.onnx")
     pose_nan = mf.make_pose_model(tmp_path / "pn.onnx", nan=True)
     node, peer = _run_node(tmp_path, {"models.depth": str(depth_ok),
-                                      "models.pose": str(pose_nan)}, small)
+                                      "models.pose": str(pose_nan),
+                                      "pose.backend": "network"}, small)
     try:
         odom = peer.messages("odom")
         assert len(odom) >= 2

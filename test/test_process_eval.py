@@ -37,7 +37,7 @@ def assets(tmp_path_factory):
 
 def overrides(a, depth=None):
     return [f"models.depth={depth or a['depth']}", f"models.pose={a['pose']}",
-            "models.providers=[CPUExecutionProvider]"]
+            "models.providers=[CPUExecutionProvider]", "pose.backend=network"]
 
 
 def cli(a, *args, depth=None):

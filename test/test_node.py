@@ -110,8 +110,9 @@ def test_sequence_end_to_end(graph, frames):
         assert np.isfinite(cov).all() and np.allclose(cov, cov.T, atol=1e-9)
         assert (np.diag(cov) >= 0).all()
         assert np.isfinite(np.array(m.twist.covariance)).all()
-    # the pose moves (an untrained or trained network never outputs exactly zero motion)
-    assert odom[-1].pose.pose.position != odom[0].pose.pose.position
+    # the camera moves in these frames: the pose changes (the hybrid backend may hold the
+    # position and update only the rotation until its first keyframe)
+    assert odom[-1].pose.pose != odom[0].pose.pose
 
     tf = [t for msg in peer.messages("/tf") for t in msg.transforms]
     tf_stamps = [conv.stamp_to_ns(t.header.stamp) for t in tf]

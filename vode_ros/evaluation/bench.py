@@ -51,7 +51,11 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
     items = [(f.stamp_ns, f.image, f.camera) for f in seq]
     if len(items) < 2:
         raise ValueError(f"bench needs at least 2 frames, '{input_path}' gave {len(items)}")
-    runner = _RosRunner(cfg) if use_ros else _CoreRunner(cfg)
+    if use_ros:
+        from vode_ros.ros.bench_runner import NodeRunner   # the ROS door; rclpy lives there
+        runner = NodeRunner(cfg)
+    else:
+        runner = _CoreRunner(cfg)
     try:
         vo = runner.vo
         stages: dict[str, list] = {k: [] for k in STAGES}
@@ -119,49 +123,3 @@ class _CoreRunner:
 
     def close(self):
         pass
-
-
-class _RosRunner:
-    """The real node, created in-process on a private context; frames are fed as messages."""
-
-    def __init__(self, cfg: VodeConfig):
-        import rclpy
-        from rclpy.parameter import Parameter
-
-        from vode_ros.ros.node import VodeNode
-
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        overrides = [Parameter(name, value=value) for name, value, _ in cfg.parameters()]
-        self.node = VodeNode(context=self.context, parameter_overrides=overrides)
-        if self.node.vo is None:
-            msg = self.node.model_error
-            self.close()
-            from vode_ros.errors import ModelError
-            raise ModelError(msg)
-        self.vo = self.node.vo
-        self.info_for = None
-
-    def step(self, stamp_ns, image, camera):
-        from sensor_msgs.msg import CameraInfo
-        from std_msgs.msg import Header
-
-        from vode_ros.ros import conversions as conv
-        header = Header(stamp=conv.ns_to_stamp(stamp_ns), frame_id="camera_optical_frame")
-        if self.info_for != camera:
-            self.node.camera_info = conv.camera_to_camera_info(camera, header)
-            self.info_for = camera
-        msg = conv.rgb_to_image(image, header)
-        assert isinstance(self.node.camera_info, CameraInfo)
-        return self.node.process_message(msg)
-
-    def reset(self):
-        self.node.vo.reset()
-        self.node.path.clear()
-
-    def close(self):
-        if getattr(self, "node", None) is not None:
-            self.node.shutdown()
-            self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)

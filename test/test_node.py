@@ -136,8 +136,12 @@ def test_sequence_end_to_end(graph, frames):
     valid = z[np.isfinite(z)]
     assert valid.size > 0.9 * z.size and (valid > 0).all()
 
+    # the path is published from a timer (ros.path_period_s): it catches up within a period
+    assert peer.wait_for(lambda: peer.messages("path") and
+                         len(peer.messages("path")[-1].poses) >= len(odom), 5)
     path = peer.messages("path")[-1]
-    assert path.header.frame_id == "odom" and len(path.poses) >= len(odom)
+    assert path.header.frame_id == "odom"
+    assert [p.header.stamp for p in path.poses[-len(odom):]] == [m.header.stamp for m in odom]
 
     status, values = peer.last_diagnostics()
     assert values["provider"] == "CPUExecutionProvider"

@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path as PathMsg
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -21,6 +19,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vode_ros.ros import conversions as conv
+from vode_ros.ros.replay import GraphPeer
 
 REPO = Path(__file__).resolve().parent.parent
 _COUNTER = [0]
@@ -84,7 +83,7 @@ def _param(v) -> str:
     return str(v)
 
 
-class Peer:
+class Peer(GraphPeer):
     """The test's side of the graph: publishes camera frames, records what the node publishes."""
 
     TOPICS = {"odom": Odometry, "depth/image": Image, "depth/camera_info": CameraInfo,
@@ -94,10 +93,7 @@ class Peer:
         for k, v in ros_environment(domain_id).items():
             if k.startswith(("ROS_", "FASTDDS_")):
                 os.environ[k] = v
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("vode_test_peer", context=self.context,
-                                      namespace=namespace or None)
+        super().__init__("vode_test_peer", domain_id, namespace)
         self.lock = threading.Lock()
         self.received: dict[str, list] = {t: [] for t in self.TOPICS}
         self.received["/tf_static"] = []
@@ -115,16 +111,6 @@ class Peer:
         self.pub_info = self.node.create_publisher(CameraInfo, "camera/camera_info",
                                                    qos_profile_sensor_data)
         self.reset_client = self.node.create_client(Trigger, "/vode_node/reset")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down under it
-            pass
 
     def _keep(self, topic):
         def cb(msg):
@@ -176,10 +162,6 @@ class Peer:
         assert self.wait_for(future.done, timeout)
         return future.result()
 
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 SHARED = REPO.parent / "shared" / "data"

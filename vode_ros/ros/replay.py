@@ -25,10 +25,10 @@ from vode_ros.ros import conversions as conv
 class GraphPeer:
     """An rclpy node on its own context, spun in a background thread."""
 
-    def __init__(self, name: str, domain_id: int | None = None):
+    def __init__(self, name: str, domain_id: int | None = None, namespace: str = ""):
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(name, context=self.context)
+        self.node = rclpy.create_node(name, context=self.context, namespace=namespace or None)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)

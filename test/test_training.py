@@ -183,6 +183,31 @@ def test_train_writes_logs_checkpoints_and_resumes_exactly(synth_seq, tmp_path):
             assert torch.allclose(v.float(), b[name][k].float(), atol=1e-6), (name, k)
 
 
+def test_weight_averaging_is_checkpointed_resumed_exactly_and_exported(synth_seq, tmp_path):
+    full = T.train(_config(tmp_path / "a", synth_seq[0], ema_decay=0.9), log=lambda m: None)
+    a = torch.load(Path(full["out_dir"]) / "last.pt", weights_only=False)
+    # the average lags the trained weights: it differs from them and from the initial weights
+    init_depth, _ = T.build_networks(T.load_config(_config(tmp_path, synth_seq[0]))
+                                     ["model_config"], seed=1)
+    key = next(k for k, v in a["depth"].items() if v.dtype.is_floating_point and v.ndim == 4)
+    ema, raw, ini = a["depth_ema"][key], a["depth"][key], init_depth.state_dict()[key]
+    assert not torch.allclose(ema, raw) and not torch.allclose(ema, ini)
+    # decay 0.9 after 8 steps: the average sits between the start and the trained weights
+    assert (ema - raw).norm() < (ini - raw).norm()
+    cfg_b = _config(tmp_path / "b", synth_seq[0], ema_decay=0.9)
+    T.train(cfg_b, max_steps=5, log=lambda m: None)
+    T.train(cfg_b, resume=True, log=lambda m: None)
+    b = torch.load(Path(cfg_b["out_dir"]) / "last.pt", weights_only=False)
+    for k, v in a["depth_ema"].items():
+        assert torch.allclose(v.float(), b["depth_ema"][k].float(), atol=1e-6), k
+    from vode_ros.learn.export import load_checkpoint
+    depth, _, _, info = load_checkpoint(Path(full["out_dir"]) / "last.pt")
+    assert torch.equal(depth.state_dict()[key], ema)
+    assert "moving-average weights" in info["trained_on"]
+    with pytest.raises(T.TrainError, match="ema_decay"):
+        T.train(_config(tmp_path / "c", synth_seq[0], ema_decay=1.5), log=lambda m: None)
+
+
 def test_fine_tuning_at_another_size_counts_all_steps(synth_seq, tmp_path):
     base = T.train(_config(tmp_path / "base", synth_seq[0], max_steps=2), log=lambda m: None)
     cfg = _config(tmp_path / "ft", synth_seq[0], max_steps=2,

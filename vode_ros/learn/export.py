@@ -79,12 +79,13 @@ def load_checkpoint(checkpoint, model_config: dict | None = None, input_size=Non
     depth, pose = build_networks(config)
     for name, net in (("depth", depth), ("pose", pose)):
         try:
-            net.load_state_dict(ckpt[name])
+            net.load_state_dict(ckpt.get(f"{name}_ema") or ckpt[name])
         except RuntimeError as exc:
             raise ExportError(f"checkpoint '{path}': the {name} state dict does not fit the "
                               f"network its model_config builds: {str(exc)[:400]}") from None
     step = ckpt.get("step")
-    info = {"trained_on": str(ckpt.get("trained_on") or "unknown"),
+    info = {"trained_on": str(ckpt.get("trained_on") or "unknown") +
+            ("; exported: moving-average weights" if ckpt.get("depth_ema") else ""),
             "train_steps": int(step) if step is not None else "unknown",
             "checkpoint": str(path)}
     return depth, pose, config, info

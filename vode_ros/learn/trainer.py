@@ -70,6 +70,8 @@ DEFAULTS = {
                                    # native: each scale at its own size (cheaper on CPU)
         "amp": True,               # CUDA only
         "grad_clip": 10.0,
+        "ema_decay": 0.0,          # > 0: keep an exponential moving average of the weights
+                                   # (evaluated, checkpointed as depth_ema/pose_ema, exported)
         "num_threads": 2,
         "device": "auto",          # auto | cpu | cuda
         "init_from": None,         # checkpoint whose network weights start this run (fine-tuning,
@@ -237,6 +239,22 @@ def _unwrap(net):
     return net.module if hasattr(net, "module") else net
 
 
+def make_ema(nets, decay: float):
+    """Exponential moving averages of the networks' weights and buffers (BatchNorm statistics
+    included), ``w_ema <- decay * w_ema + (1 - decay) * w`` after every step (torch's
+    ``AveragedModel``). Averaging over the last ~1/(1 - decay) steps smooths out the step-to-step
+    wander of self-supervised training."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return [AveragedModel(_unwrap(n), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            for n in nets]
+
+
+def trained_weights(ckpt: dict, name: str) -> dict:
+    """The weights a checkpoint's network ``name`` ('depth' or 'pose') is used with: the moving
+    average where training kept one, else the trained weights."""
+    return ckpt.get(f"{name}_ema") or ckpt[name]
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic write (temporary file, then rename)."""
     path = Path(path)
@@ -247,8 +265,13 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def checkpoint_state(depth_net, pose_net, optimizer, scaler, cfg: dict, progress: dict,
-                     trained_on: str) -> dict:
+                     trained_on: str, ema=None) -> dict:
+    extra = {}
+    if ema is not None:            # the averaged weights, and the averagers for an exact resume
+        extra = {"depth_ema": ema[0].module.state_dict(), "pose_ema": ema[1].module.state_dict(),
+                 "ema_state": [e.state_dict() for e in ema]}
     return {"depth": _unwrap(depth_net).state_dict(), "pose": _unwrap(pose_net).state_dict(),
+            **extra,
             "model_config": cfg["model_config"],
             # step: optimisation steps behind these weights (with a fine-tuned run's base);
             # run_step: this run's own step, what a resume continues from
@@ -264,7 +287,8 @@ def checkpoint_state(depth_net, pose_net, optimizer, scaler, cfg: dict, progress
             "history": progress.get("history", [])}
 
 
-def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None) -> dict:
+def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None, ema=None
+                        ) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
@@ -276,6 +300,13 @@ def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None) 
         optimizer.load_state_dict(ckpt["optimizer"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
+    if ema is not None:
+        if ckpt.get("ema_state"):
+            for e, st in zip(ema, ckpt["ema_state"]):
+                e.load_state_dict(st)
+        else:                      # averaging switched on at resume: start from the weights
+            for e, net in zip(ema, (depth_net, pose_net)):
+                e.module.load_state_dict(_unwrap(net).state_dict())
     if ckpt.get("torch_rng") is not None:
         torch.set_rng_state(ckpt["torch_rng"])
     if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -505,11 +536,15 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     progress = {"step": 0, "epoch": 0, "position": 0, "best_val": None, "history": []}
     if tc.get("init_from"):
         init = torch.load(tc["init_from"], map_location="cpu", weights_only=False)
-        depth_net.load_state_dict(init["depth"])
-        pose_net.load_state_dict(init["pose"])
+        depth_net.load_state_dict(trained_weights(init, "depth"))
+        pose_net.load_state_dict(trained_weights(init, "pose"))
         trained_on = (f"{init.get('trained_on', 'unknown')}, {int(init.get('step', 0))} steps; "
                       f"then fine-tuned: {trained_on}")
         progress["base_steps"] = int(init.get("step", 0))
+    ema_decay = float(tc.get("ema_decay") or 0.0)
+    if not 0.0 <= ema_decay < 1.0:
+        raise TrainError(f"train.ema_decay must be in [0, 1), got {ema_decay}")
+    ema = make_ema((depth_net, pose_net), ema_decay) if ema_decay > 0 else None
     resume_path = None
     if resume is True or resume == "auto":
         cand = out_dir / "last.pt"
@@ -519,7 +554,7 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
         if not resume_path.is_file():
             raise TrainError(f"--resume: checkpoint '{resume_path}' does not exist")
     if resume_path is not None:
-        progress = load_training_state(resume_path, depth_net, pose_net, optimizer, scaler)
+        progress = load_training_state(resume_path, depth_net, pose_net, optimizer, scaler, ema)
         log(f"vode train: resumed from {resume_path} at step {progress['step']} "
             f"(epoch {progress['epoch']}, position {progress['position']})")
 
@@ -553,12 +588,15 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     def _save(name: str):
         if main:
             save_checkpoint(out_dir / name, checkpoint_state(depth_net, pose_net, optimizer,
-                                                             scaler, cfg, progress, trained_on))
+                                                             scaler, cfg, progress, trained_on,
+                                                             ema))
 
     def _evaluate():
         if not main or val_set is None:
             return None
-        res = evaluate(_unwrap(depth_net), _unwrap(pose_net), val_set, mc, tc, device,
+        nets = (ema[0].module, ema[1].module) if ema is not None else \
+            (_unwrap(depth_net), _unwrap(pose_net))
+        res = evaluate(nets[0], nets[1], val_set, mc, tc, device,
                        int(cfg["eval"]["batch_size"]), gt_frames,
                        tuple(cfg["eval"]["depth_range"]))
         logger.scalars(progress["step"], res, "val")
@@ -605,6 +643,9 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
                     scaler.update()
                 else:
                     optimizer.step()
+                if ema is not None:
+                    for e, net in zip(ema, (depth_net, pose_net)):
+                        e.update_parameters(_unwrap(net))
                 progress["step"] += 1
                 progress["position"] += 1
                 lv = float(loss.detach())

@@ -5,8 +5,9 @@ The geometry, one small function per idea:
 
 - ``rotation_only``: the rotation of a camera that only rotated, fitted to viewing rays (so the
   translation shows as residual parallax instead of being absorbed, as a homography would);
-- ``essential_pose``: essential matrix with a robust estimator (USAC MAGSAC++), then rotation and
-  the *direction* of translation with the cheirality check (``recoverPose``);
+- ``essential_pose``: essential matrix with a robust estimator (OpenCV USAC, graph-cut local
+  optimisation by default; MAGSAC++ or RANSAC selectable), then rotation and the *direction* of
+  translation with the cheirality check (``recoverPose``);
 - ``triangulate``: points from two views of known relative pose, with their parallax angles;
 - ``triangulate_multiview``: points from all the keyframes that saw them (poses held);
 - ``pnp_pose``: pose from 3D points and their pixels (EPnP in RANSAC, then Levenberg-Marquardt);
@@ -127,7 +128,7 @@ def kabsch_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return V @ D @ Ut
 
 
-def rotation_only(b0: np.ndarray, b1: np.ndarray, threshold_rad: float, iterations: int = 64,
+def rotation_only(b0: np.ndarray, b1: np.ndarray, threshold_rad: float, iterations: int = 32,
                   seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """Rotation ``R_1_0`` (``b1 ~ R b0``) of the pure-rotation model fitted to unit rays: RANSAC
     over 2-ray samples, refined on the inliers. Returns (R or None, inlier mask)."""
@@ -137,7 +138,7 @@ def rotation_only(b0: np.ndarray, b1: np.ndarray, threshold_rad: float, iteratio
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, (iterations, 2))
     Rs = kabsch_rotation(b0[idx], b1[idx])                  # (iterations, 3, 3)
-    cos = np.einsum("kij,nj,ni->kn", Rs, b0, b1)            # (iterations, n)
+    cos = np.sum((Rs @ b0.T) * b1.T, axis=1)                # (iterations, n): b1 . R b0
     cos_thr = np.cos(threshold_rad)
     inl = cos[int(np.argmax((cos > cos_thr).sum(1)))] > cos_thr
     for _ in range(2):
@@ -156,28 +157,54 @@ class TwoView:
     t: np.ndarray
     inliers: np.ndarray        # bool (N,): essential-matrix inliers passing the cheirality check
     n_inliers: int
+    X0: np.ndarray | None = None      # the inliers triangulated (``triangulate``): points in
+    z1: np.ndarray | None = None      # camera 0, depths in camera 1, parallax angles (degrees)
+    angle: np.ndarray | None = None
+
+
+ESSENTIAL_METHODS = {"accurate": cv2.USAC_ACCURATE, "magsac": cv2.USAC_MAGSAC,
+                     "ransac": cv2.RANSAC}
+CHEIRALITY_SAMPLE = 64         # inliers recoverPose judges the four decompositions on
 
 
 def essential_pose(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, threshold_px: float = 1.0,
-                   prob: float = 0.999) -> TwoView | None:
-    """Essential matrix by USAC MAGSAC++, then the rotation and unit translation with the
-    cheirality check. None when no model is found."""
+                   prob: float = 0.999, method: str = "accurate") -> TwoView | None:
+    """Essential matrix by a robust estimator (``method``: OpenCV USAC_ACCURATE, i.e. USAC with
+    graph-cut local optimisation; USAC MAGSAC++; or classic RANSAC on the five-point solver),
+    then the rotation and unit translation with the cheirality check. None when no model is
+    found.
+
+    ``recoverPose`` picks the decomposition of E on at most ``CHEIRALITY_SAMPLE`` inliers
+    spread through the list (its cost grows with every point it is given, masked or not; a few
+    dozen points settle which of the four solutions is in front of both cameras); every inlier
+    is then triangulated with that pose and kept only in front of both cameras."""
     if len(p0) < 8:
         return None
     a, b = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
     try:
-        E, mask = cv2.findEssentialMat(a, b, K, method=cv2.USAC_MAGSAC, prob=prob,
+        E, mask = cv2.findEssentialMat(a, b, K, method=ESSENTIAL_METHODS[method], prob=prob,
                                        threshold=threshold_px, maxIters=1000)
     except cv2.error:
         return None
     if E is None or mask is None or E.shape != (3, 3) or not np.all(np.isfinite(E)):
         return None
-    _, R, t, mask2 = cv2.recoverPose(E, a, b, K, mask=mask.copy())
-    inl = mask2.reshape(-1) > 0
+    idx = np.flatnonzero(mask.reshape(-1) > 0)
+    if len(idx) < 5:
+        return None
+    pick = idx[np.linspace(0, len(idx) - 1, min(len(idx), CHEIRALITY_SAMPLE)).astype(int)]
+    try:
+        _, R, t, _ = cv2.recoverPose(E, a[pick], b[pick], K)
+    except cv2.error:
+        return None
     t = t.reshape(3)
     if not np.isfinite(t).all() or np.linalg.norm(t) < 1e-9:
         return None
-    return TwoView(R, t / np.linalg.norm(t), inl, int(inl.sum()))
+    t = t / np.linalg.norm(t)
+    X0, z1, ang = triangulate(R, t, normalise(a[idx], K), normalise(b[idx], K))
+    front = np.isfinite(X0).all(1) & (X0[:, 2] > 0) & (z1 > 0)
+    inl = np.zeros(len(a), bool)
+    inl[idx[front]] = True
+    return TwoView(R, t, inl, int(inl.sum()), X0[front], z1[front], ang[front])
 
 
 def triangulate(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray
@@ -292,8 +319,11 @@ def translation_given_rotation(R: np.ndarray, X: np.ndarray, x: np.ndarray, hube
     w = np.ones(n)
     t = None
     for _ in range(iterations):
-        sw = np.repeat(np.sqrt(w) / z, 2)
-        t = np.linalg.lstsq(A * sw[:, None], b * sw, rcond=None)[0]
+        wr = np.repeat(w / z ** 2, 2)                          # row weights (squared)
+        N = A.T @ (A * wr[:, None])
+        if abs(np.linalg.det(N)) < 1e-300:
+            return None
+        t = np.linalg.solve(N, A.T @ (b * wr))                # weighted normal equations
         z = np.maximum(RX[:, 2] + t[2], 1e-9)
         e = np.linalg.norm((A @ t - b).reshape(n, 2) / z[:, None], axis=1)
         w = np.minimum(1.0, huber / np.maximum(e, 1e-12))
@@ -680,14 +710,14 @@ class GeometricPose:
         Returns (T_world_cur, outlier mask over the tracks) or (None, None) when the two views
         are degenerate (the reason goes into ``step.note``)."""
         c = self.cfg
-        two = essential_pose(self.px_kf[sel], self.px[sel], K, c.ransac_threshold_px)
+        two = essential_pose(self.px_kf[sel], self.px[sel], K, c.ransac_threshold_px,
+                             method=c.essential_method)
         if two is None or two.n_inliers < max(c.min_inliers, c.min_inlier_ratio * len(sel)):
             step.note = f"essential matrix: {0 if two is None else two.n_inliers} inliers of " \
                         f"{len(sel)}"
             return None, None
         idx = sel[two.inliers]
-        X0, z1, ang = triangulate(two.R, two.t, normalise(self.px_kf[idx], K),
-                                  normalise(self.px[idx], K))
+        X0, z1, ang = two.X0, two.z1, two.angle
         good = np.isfinite(X0).all(1) & (X0[:, 2] > 0) & (z1 > 0) & \
             (ang >= c.min_triangulation_angle_deg)
         if good.sum() < c.min_inliers // 2:

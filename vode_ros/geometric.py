@@ -243,22 +243,28 @@ def triangulate_multiview(R_wc: np.ndarray, c_w: np.ndarray, bearing: np.ndarray
     if not use.any():
         return X, ang
     v = valid[use].astype(float)
-    bw = np.einsum("kij,nkj->nki", R_wc, np.where(valid[..., None], bearing, 0.0)[use])
+    b = np.where(valid[..., None], bearing, 0.0)[use]                    # (n, W, 3)
+    bw = (R_wc[None] @ b[..., None])[..., 0]                            # rays in the world
     bw /= np.maximum(np.linalg.norm(bw, axis=2, keepdims=True), 1e-12)
-    P = np.eye(3) - bw[..., :, None] * bw[..., None, :]    # [b]x^T [b]x = I - b b^T (unit b)
+    # sum_k w_k [b_k]x^T [b_k]x (X - c_k) = 0 with [b]x^T [b]x = I - b b^T (unit b):
+    # A = sum_k w_k I - sum_k w_k b_k b_k^T,  rhs = sum_k w_k (c_k - b_k (b_k . c_k))
+    bc = np.sum(bw * c_w[None], axis=2)                                 # (n, W)
+    eye = np.eye(3)
     w = v.copy()
     rho = np.ones_like(v)
     for _ in range(iterations + 1):
-        Q = P * (w / rho ** 2)[..., None, None]
-        A = Q.sum(1) + 1e-12 * np.eye(3)
-        Xu = np.linalg.solve(A, np.einsum("nkij,kj->ni", Q, c_w)[..., None])[..., 0]
+        q = w / rho ** 2                                                # (n, W)
+        qb = bw * q[..., None]
+        A = q.sum(1)[:, None, None] * eye - np.swapaxes(qb, 1, 2) @ bw + 1e-12 * eye
+        rhs = q @ c_w - np.sum(qb * bc[..., None], axis=1)
+        Xu = np.linalg.solve(A, rhs[..., None])[..., 0]
         d = Xu[:, None, :] - c_w[None]
         rho = np.maximum(np.linalg.norm(d, axis=2), 1e-12)
-        along = np.einsum("nki,nki->nk", d, bw)
+        along = np.sum(d * bw, axis=2)
         res = np.sqrt(np.maximum(1.0 - (along / rho) ** 2, 0.0))          # sin of the ray error
         w = v * np.minimum(1.0, 2.0 * sigma_rad / np.maximum(res, 1e-12))
     dn = d / rho[..., None]
-    cosm = np.einsum("nki,nli->nkl", dn, dn)
+    cosm = dn @ np.swapaxes(dn, 1, 2)                                   # (n, W, W)
     cosm = np.where(v[:, :, None] * v[:, None, :] > 0, cosm, 1.0)
     front = np.all((along > 0) | (v == 0), 1)
     ok = front & (np.where(v > 0, res, 0.0).max(1) < 4.0 * sigma_rad)

@@ -42,6 +42,9 @@ def working_grey(image: np.ndarray, camera: Camera, max_pixels: int) -> tuple[np
 
 
 # -- sparse features -----------------------------------------------------------------------------
+_NEIGHBOURS = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+
+
 def _one_per_cell(pts: np.ndarray, score: np.ndarray, cell: float, shape: tuple,
                   occupied: np.ndarray | None = None) -> np.ndarray:
     """Indices of points at least ``cell`` apart, the best-scoring (lowest ``score``) kept: the
@@ -51,17 +54,15 @@ def _one_per_cell(pts: np.ndarray, score: np.ndarray, cell: float, shape: tuple,
     gw, gh = int(w // cell) + 1, int(h // cell) + 1
     cx = np.clip((pts[:, 0] / cell).astype(int), 0, gw - 1)
     cy = np.clip((pts[:, 1] / cell).astype(int), 0, gh - 1)
-    ids = cy * gw + cx
-    ok = np.ones(len(pts), bool)
+    idx = np.arange(len(pts))
     if occupied is not None and len(occupied):
         grid = np.zeros((gh + 2, gw + 2), bool)
         ox = np.clip((occupied[:, 0] / cell).astype(int), 0, gw - 1) + 1
         oy = np.clip((occupied[:, 1] / cell).astype(int), 0, gh - 1) + 1
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                grid[oy + dy, ox + dx] = True
-        ok = ~grid[cy + 1, cx + 1]
-    idx = np.flatnonzero(ok)
+        grid[oy[None] + _NEIGHBOURS[:, :1], ox[None] + _NEIGHBOURS[:, 1:]] = True
+        grid[oy, ox] = True
+        idx = np.flatnonzero(~grid[cy + 1, cx + 1])
+    ids = cy * gw + cx
     order = idx[np.lexsort((score[idx], ids[idx]))]
     if len(order) == 0:
         return order
@@ -70,18 +71,14 @@ def _one_per_cell(pts: np.ndarray, score: np.ndarray, cell: float, shape: tuple,
     # of two winners of neighbouring squares closer than ``cell``, the weaker goes
     owner = np.full((gh + 2, gw + 2), -1)
     owner[cy[win] + 1, cx[win] + 1] = win
-    keep = np.ones(len(win), bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dx == 0 and dy == 0:
-                continue
-            other = owner[cy[win] + 1 + dy, cx[win] + 1 + dx]
-            has = other >= 0
-            o = np.where(has, other, 0)
-            close = has & (np.linalg.norm(pts[o] - pts[win], axis=1) < cell)
-            stronger = (score[o] < score[win]) | ((score[o] == score[win]) & (o < win))
-            keep &= ~(close & stronger)
-    return win[keep]
+    other = owner[cy[win][None] + 1 + _NEIGHBOURS[:, :1],
+                  cx[win][None] + 1 + _NEIGHBOURS[:, 1:]]           # (8, winners)
+    has = other >= 0
+    o = np.where(has, other, 0)
+    d = pts[o] - pts[win][None]
+    close = has & (d[..., 0] ** 2 + d[..., 1] ** 2 < cell * cell)
+    stronger = (score[o] < score[win]) | ((score[o] == score[win]) & (o < win))
+    return win[~np.any(close & stronger, axis=0)]
 
 
 def detect_features(grey: np.ndarray, max_count: int, min_distance: float = 8.0,

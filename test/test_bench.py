@@ -34,3 +34,21 @@ def test_bench_reports_stages_and_model_only_time(tmp_path, through_node):
     if through_node:   # decode and publish happen only on the node's path
         assert report["stages"]["publish"]["p50_ms"] > 0
         assert report["stages"]["decode"]["p50_ms"] > 0
+    assert report["geometry_in_pose_ms"] is None          # the network backend has no geometry
+
+
+def test_bench_reports_what_geometry_adds_inside_the_pose_stage(tmp_path):
+    seq = generate_sequence(tmp_path / "seq", n_frames=10, width=160, height=120)
+    depth = mf.make_depth_model(tmp_path / "d.onnx")
+    pose = mf.make_pose_model(tmp_path / "p.onnx")
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "vode_ros.cli", "bench", str(seq), "--warmup", "2", "--no-ros",
+         "--out", str(out), "--set", f"models.depth={depth}", "--set", f"models.pose={pose}",
+         "--set", "models.providers=[CPUExecutionProvider]", "--set", "pose.backend=hybrid"],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    geo = report["geometry_in_pose_ms"]
+    assert geo["p50_ms"] > 0
+    assert geo["p50_ms"] <= report["stages"]["pose"]["p50_ms"]   # a part of the pose stage

@@ -98,6 +98,8 @@ class VisualOdometry:
             result = self._estimate_step(self.reference, cur, frame)
             timings["pose"] = (time.perf_counter() - t2) * 1e3
             timings["pose_model"] = result.timings_ms.get("model", 0.0)
+            if "total" in result.timings_ms:        # the geometric part (geometric, hybrid)
+                timings["pose_geometry"] = result.timings_ms["total"]
             backend, reason, ok = result.backend, result.reason, result.ok
             if ok:
                 step, sigma = result.T, result.sigma_scale

@@ -61,6 +61,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         stages: dict[str, list] = {k: [] for k in STAGES}
         stages["total"] = []
         model_ms: dict[str, list] = {"depth": [], "pose": []}
+        geometry_ms: list = []
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
             runner.reset()
@@ -76,6 +77,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                 stages["total"].append(timings["total"])
                 model_ms["depth"].append(timings.get("depth_model", 0.0))
                 model_ms["pose"].append(timings.get("pose_model", 0.0))
+                if "pose_geometry" in timings:
+                    geometry_ms.append(timings["pose_geometry"])
                 n_timed += 1
             if rep > 0:
                 wall += time.perf_counter() - t_start
@@ -97,6 +100,9 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
             "model_in_pipeline_ms": {"depth": _summary(model_ms["depth"]),
                                      "pose": _summary(model_ms["pose"])},
             "stages": {k: _summary(v) for k, v in stages.items()},
+            # inside the pose stage: the geometric backend's own time (tracking, two-view
+            # geometry, keyframes), what geometry adds over the pose network
+            "geometry_in_pose_ms": _summary(geometry_ms) if geometry_ms else None,
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
                         platform.machine(), "python": platform.python_version()},
         }

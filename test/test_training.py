@@ -252,6 +252,14 @@ def test_cli_train_then_export_records_data_and_steps(synth_seq, tmp_path):
     assert report["trained_on"].startswith("self-supervised (images only)")
     for kind in ("depth", "pose"):
         assert report["models"][kind]["parity_max_abs_diff"] <= 1e-3
+    # without a size, a checkpoint exports at the size it was trained at
+    from vode_ros.learn.export import load_checkpoint
+    _, _, config, _ = load_checkpoint(ckpt)
+    assert (config["input_height"], config["input_width"]) == tuple(SIZE)
+    _, _, config, _ = load_checkpoint(ckpt, input_size=(64, 96))
+    assert (config["input_height"], config["input_width"]) == (64, 96)
+    assert cli.main(["export", str(ckpt), "--out", str(tmp_path / "m2"),
+                     "--input-size", "96by128"]) != 0
 
 
 def test_ddp_with_torchrun_gloo_world_size_one(synth_seq, tmp_path):

@@ -73,13 +73,25 @@ def _add_export(sub):
     p.add_argument("--fp16", action="store_true", help="also write FP16 models")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="largest ONNX Runtime vs PyTorch difference accepted")
+    p.add_argument("--input-size", metavar="HxW", default=None,
+                   help="input size of the exported models, e.g. 96x128 (multiples of 32; "
+                   "default: the size the checkpoint was trained at)")
     p.set_defaults(func=_run_export)
 
 
 def _run_export(args):
-    from vode_ros.learn.export import export_checkpoint
+    from vode_ros.learn.export import ExportError, export_checkpoint
+    size = None
+    if args.input_size:
+        try:
+            size = tuple(int(v) for v in args.input_size.lower().split("x"))
+            if len(size) != 2:
+                raise ValueError
+        except ValueError:
+            raise ExportError(f"--input-size '{args.input_size}': expected HEIGHTxWIDTH, "
+                              "e.g. 96x128") from None
     report = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16,
-                               tolerance=args.tolerance)
+                               tolerance=args.tolerance, input_size=size)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -39,12 +39,24 @@ class ExportError(VodeError):
 
 
 # -- checkpoint ------------------------------------------------------------------------------------
+def trained_size(ckpt: dict) -> tuple[int, int] | None:
+    """(height, width) of the images a `vode train` checkpoint was trained on, None when it does
+    not say."""
+    try:
+        data = json.loads(ckpt.get("train_config") or "{}").get("data") or {}
+        h, w = data.get("height"), data.get("width")
+        return (int(h), int(w)) if h and w else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def load_checkpoint(checkpoint, model_config: dict | None = None, input_size=None):
     """``(depth_net, pose_net, config, info)`` from a checkpoint path or ``'init'``.
 
     ``model_config`` overrides keys of the configuration (for 'init': of the default 'cpu'
     variant); ``input_size=(h, w)`` overrides the input size (the networks are fully
-    convolutional, so trained weights export at any size that is a multiple of 32)."""
+    convolutional, so trained weights export at any size that is a multiple of 32); without
+    it a checkpoint exports at the size it was trained at (``trained_size``)."""
     overrides = dict(model_config or {})
     if input_size is not None:
         h, w = (int(v) for v in input_size)
@@ -72,6 +84,10 @@ def load_checkpoint(checkpoint, model_config: dict | None = None, input_size=Non
     if missing:
         raise ExportError(f"checkpoint '{path}' lacks {', '.join(missing)}; expected a dict with "
                           "'depth' and 'pose' state dicts and a 'model_config' dict")
+    if input_size is None:         # by default the size the weights were trained at
+        size = trained_size(ckpt)
+        if size is not None:
+            overrides.update(input_height=size[0], input_width=size[1])
     try:
         config = check_config({**ckpt["model_config"], **overrides})
     except ValueError as exc:

@@ -66,6 +66,33 @@ def test_dataset_skips_static_frames_and_rescales(synth_seq):
     assert torch.allclose(s["K"] @ s["inv_K"], torch.eye(3), atol=1e-5)
 
 
+def test_sources_by_parallax_skip_a_turning_camera_and_widen_a_slow_one(tmp_path):
+    from vode_ros.datasets import generate_sequence
+    rot = generate_sequence(tmp_path / "rot", scene="room", trajectory="rotation", n_frames=12,
+                            width=160, height=120, seed=4)
+    fwd = generate_sequence(tmp_path / "fwd", scene="room", trajectory="straight", n_frames=12,
+                            width=160, height=120, seed=4)
+    seq_r = D.load_sequence(D.SourceSpec(str(rot)), 96, 128)
+    seq_f = D.load_sequence(D.SourceSpec(str(fwd)), 96, 128)
+    # a pure rotation leaves (almost) no parallax; a translation does, growing with the gap
+    p1, p3 = D.parallax(seq_f, 5, 6), D.parallax(seq_f, 5, 8)
+    assert 0 < p1 < p3
+    assert D.parallax(seq_r, 5, 8) < 0.25 * p3
+    # the turning camera gives no triplet; the moving one gives triplets whose sources are the
+    # nearest frames with enough parallax: farther than stride 1 where one step is too little
+    assert D.parallax_triplets(seq_r, 1, 4, 0.5, 0.5 * p3) == []
+    trip = D.parallax_triplets(seq_f, 1, 4, 0.5, 0.5 * p3)
+    assert trip and all(D.parallax(seq_f, t, a) >= 0.5 * p3 and
+                        D.parallax(seq_f, t, b) >= 0.5 * p3 for a, t, b in trip)
+    assert max(t - a for a, t, b in trip) > 1
+    ds = D.TripletDataset([{"path": str(fwd), "stride": 1, "max_stride": 4}], 96, 128,
+                          min_motion=0.5, min_parallax_px=0.5 * p3)
+    assert [it[1:] for it in ds.items] == trip and "by parallax" in ds.describe()
+    with pytest.raises(ValueError, match="max_stride"):
+        D.TripletDataset([{"path": str(fwd), "stride": 3, "max_stride": 2}], 96, 128,
+                         min_parallax_px=1.0)
+
+
 def test_flip_and_jitter_are_consistent(synth_seq):
     ds = D.TripletDataset([synth_seq[0]], *SIZE, min_motion=0.5, flip_prob=1.0)
     plain = ds.sample(3)

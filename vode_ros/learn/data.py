@@ -9,6 +9,13 @@ truth never reaches training.
 * Triplets whose target barely differs from a neighbour (mean absolute difference of 32x24 grey
   thumbnails under ``min_motion`` grey levels) are skipped: a static camera teaches nothing and
   collapses depth.
+* Source frames by parallax (optional, ``min_parallax_px`` > 0 and a source's ``max_stride``):
+  for each target, each source is the nearest frame, ``stride`` to ``max_stride`` frames away,
+  whose *rotation-compensated* parallax reaches ``min_parallax_px`` (pixels at the network size;
+  features tracked by LK, the pure-rotation model of ``vode_ros.geometric`` fitted, the 75 %
+  quantile of what it leaves). A slow hand-held camera then gets the baseline depth needs, and a
+  camera that only turns (whose depth the photometric loss cannot see: any depth warps a pure
+  rotation right) is skipped instead of teaching far-away depth.
 * Augmentation (training only): the same colour jitter (brightness, contrast, saturation, hue) on
   the three frames, fed to the networks while the losses use the unjittered images (Monodepth2);
   a horizontal flip of all three frames with ``cx -> W - 1 - cx``, so the flipped triplet is a
@@ -48,6 +55,8 @@ class SourceSpec:
     # positive when the partner camera lies along +x (to the right) of the trained camera
     stereo_stream: str | None = None
     baseline_m: float | None = None
+    # with data.min_parallax_px > 0: the farthest source frame tried (None: ``stride`` only)
+    max_stride: int | None = None
 
     @classmethod
     def from_any(cls, item) -> "SourceSpec":
@@ -83,6 +92,8 @@ class CachedSequence:
     indices: list = field(default_factory=list)
     stereo: np.ndarray | None = None     # the stereo partner's frames, same size
     baseline_m: float = 0.0
+    greys: np.ndarray | None = None      # grey frames for parallax (at most PARALLAX_WIDTH wide)
+    K_grey: np.ndarray | None = None     # their intrinsics
 
     def __len__(self):
         return len(self.images)
@@ -101,7 +112,9 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
     cam = seq.camera
     fx, fy, cx, cy = scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
                                       width, height)
-    images, thumbs, indices = [], [], []
+    images, thumbs, indices, greys = [], [], [], []
+    gw = min(PARALLAX_WIDTH, cam.width)
+    gh = max(16, int(round(cam.height * gw / cam.width)))
     frames = seq
     if progress:
         from tqdm import tqdm
@@ -114,10 +127,13 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
         images.append(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         thumbs.append(cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32))
+        greys.append(cv2.resize(grey, (gw, gh), interpolation=cv2.INTER_AREA))
         indices.append(int(f.index))
     name = spec.name or Path(spec.path).name
     out = CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
-                         indices)
+                         indices, greys=np.stack(greys),
+                         K_grey=k_matrix(*scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy,
+                                                           cam.width, cam.height, gw, gh)))
     if spec.stereo_stream:
         if not spec.baseline_m:
             raise ValueError(f"{spec.path}: stereo_stream '{spec.stereo_stream}' needs baseline_m "
@@ -144,6 +160,62 @@ def triplets(seq: CachedSequence, stride: int, min_motion: float) -> list[tuple[
     for t in range(stride, len(seq) - stride):
         a, b = t - stride, t + stride
         if min(motion(seq.thumbs, t, a), motion(seq.thumbs, t, b)) >= min_motion:
+            out.append((a, t, b))
+    return out
+
+
+PARALLAX_WIDTH = 320
+
+
+def parallax(seq: CachedSequence, i: int, j: int, cache: dict | None = None) -> float:
+    """Rotation-compensated parallax from frame ``i`` to frame ``j`` of ``seq``, in pixels of the
+    network-size image: features tracked by LK (forward-backward checked), the pure-rotation
+    model fitted to their rays (``vode_ros.geometric.rotation_only``), the 75 % quantile of the
+    image motion it does not explain. 0 when too few features track (no evidence of parallax)."""
+    from vode_ros.flow import detect_features, track_lk
+    from vode_ros.geometric import bearings, project, rotation_only
+    key = (i, j)
+    if cache is not None and key in cache:
+        return cache[key]
+    g0, g1, K = seq.greys[i], seq.greys[j], seq.K_grey
+    value = 0.0
+    p0 = detect_features(g0, 200, 6.0)
+    if len(p0) >= 20:
+        tr = track_lk(g0, g1, p0)
+        if tr.ok.sum() >= 20:
+            b0 = bearings(p0[tr.ok], K)
+            R, _ = rotation_only(b0, bearings(tr.p1[tr.ok], K), 2.0 / K[0, 0])
+            if R is not None:
+                res = np.linalg.norm(tr.p1[tr.ok] - project(b0 @ R.T, K), axis=1)
+                value = float(np.quantile(res, 0.75)) * seq.images.shape[2] / g0.shape[1]
+    if cache is not None:
+        cache[key] = value
+    return value
+
+
+def parallax_triplets(seq: CachedSequence, stride: int, max_stride: int, min_motion: float,
+                      min_parallax: float) -> list[tuple[int, int, int]]:
+    """``(t - s0, t, t + s1)``: for each target, on each side the nearest frame ``stride`` to
+    ``max_stride`` away whose parallax (``parallax``) reaches ``min_parallax`` and whose
+    thumbnail differs by ``min_motion``; targets with no such frame on a side are skipped."""
+    cache: dict = {}
+    out = []
+    n = len(seq)
+
+    def pick(t: int, sign: int):
+        for s in range(stride, max_stride + 1):
+            j = t + sign * s
+            if not 0 <= j < n:
+                return None
+            if motion(seq.thumbs, t, j) >= min_motion and \
+                    parallax(seq, t, j, cache) >= min_parallax:
+                return j
+        return None
+
+    for t in range(n):
+        a = pick(t, -1)
+        b = pick(t, +1) if a is not None else None
+        if a is not None and b is not None:
             out.append((a, t, b))
     return out
 
@@ -207,7 +279,8 @@ class TripletDataset:
 
     def __init__(self, sources, height: int, width: int, min_motion: float = 1.0,
                  augment: bool = True, flip_prob: float = 0.5, jitter: dict | None = None,
-                 progress: bool = False, cache: dict | None = None):
+                 progress: bool = False, cache: dict | None = None,
+                 min_parallax_px: float = 0.0):
         self.height, self.width = int(height), int(width)
         self.augment, self.flip_prob = augment, float(flip_prob)
         self.jitter = dict(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1,
@@ -224,8 +297,16 @@ class TripletDataset:
                 cache[key] = load_sequence(spec, self.height, self.width, progress)
             seq = cache[key]
             self.sequences.append(seq)
-            trip = triplets(seq, int(spec.stride), float(min_motion))
-            self.skipped[seq.name] = max(0, len(seq) - 2 * int(spec.stride)) - len(trip)
+            if min_parallax_px > 0 and spec.max_stride:
+                if int(spec.max_stride) < int(spec.stride):
+                    raise ValueError(f"{spec.path}: max_stride {spec.max_stride} is below "
+                                     f"stride {spec.stride}")
+                trip = parallax_triplets(seq, int(spec.stride), int(spec.max_stride),
+                                         float(min_motion), float(min_parallax_px))
+                self.skipped[seq.name] = len(seq) - len(trip)
+            else:
+                trip = triplets(seq, int(spec.stride), float(min_motion))
+                self.skipped[seq.name] = max(0, len(seq) - 2 * int(spec.stride)) - len(trip)
             for a, t, b in trip:
                 self.items.append((k, a, t, b))
                 self.weights.append(float(spec.weight))
@@ -237,7 +318,9 @@ class TripletDataset:
         parts = []
         for k, (spec, seq) in enumerate(zip(self.specs, self.sequences)):
             n = sum(1 for it in self.items if it[0] == k)
-            parts.append(f"{seq.name}[{spec.frames or ':'}] stride {spec.stride} "
+            stride = f"{spec.stride}" if not spec.max_stride else \
+                f"{spec.stride}-{spec.max_stride} by parallax"
+            parts.append(f"{seq.name}[{spec.frames or ':'}] stride {stride} "
                          f"({n} triplets, weight {spec.weight:g})")
         return "; ".join(parts)
 

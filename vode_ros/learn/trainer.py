@@ -50,6 +50,7 @@ DEFAULTS = {
         "height": None,            # training size; None: the model's input size
         "width": None,
         "min_motion": 1.0,         # grey levels (32x24 thumbnails) below which a triplet is skipped
+        "min_parallax_px": 0.0,    # > 0: sources with max_stride pick frames by parallax
         "flip_prob": 0.5,
         "jitter": {},
         "train": [],               # SourceSpec dicts (path, frames, stride, weight, stream)
@@ -514,7 +515,8 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     cache: dict = {}
     train_set = TripletDataset(list(dc["train"]) + synth, h, w, dc["min_motion"],
                                augment=True, flip_prob=dc["flip_prob"], jitter=dc["jitter"],
-                               progress=main and lc["progress"], cache=cache)
+                               progress=main and lc["progress"], cache=cache,
+                               min_parallax_px=float(dc.get("min_parallax_px") or 0.0))
     if len(train_set) == 0:
         raise TrainError("no training triplet: every frame was skipped as motionless "
                          f"(min_motion {dc['min_motion']}) or the sequences are too short")

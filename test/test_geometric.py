@@ -367,6 +367,10 @@ def test_ground_scale_converges_to_metres(models):
     last = slice(25, 40)                               # after the first fits
     ratio = path_length(est[last]) / path_length(gt[last])
     assert ratio == pytest.approx(1.0, abs=0.2)
+    # metres, and the estimate says so (the depth model is a relative one)
+    assert not vo.depth.metric and all(e.scale == "metric" for e in ests)
+    assert make_vo(models, "geometric", ["pose.fixed_scale=2.0"]).scale == "metric"
+    assert make_vo(models, "geometric").scale == "relative"
     with pytest.raises(ConfigError, match="camera_height_m"):
         make_vo(models, "geometric", ["pose.scale_source=ground"])
 

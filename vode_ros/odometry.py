@@ -50,7 +50,14 @@ class VisualOdometry:
         self.base_to_camera = from_xyz_rpy(config.camera.base_to_camera_xyz,
                                            config.camera.base_to_camera_rpy)
         self.camera_to_base = invert(self.base_to_camera)
-        metric = depth.metric and getattr(pose_backend, "metric", False)
+        # the trajectory's units: metric where both networks say so (network backend: they
+        # are trained together), or where geometry takes its scale from a metric depth model, a
+        # known camera height or a fixed factor (geometric and hybrid say which themselves)
+        geometric = getattr(pose_backend, "geometric", pose_backend)
+        if hasattr(geometric, "scale_source"):
+            metric = bool(pose_backend.metric)
+        else:
+            metric = depth.metric and getattr(pose_backend, "metric", False)
         self.scale = "metric" if metric else "relative"
         step_var = np.r_[np.full(3, self.cfg.translation_sigma_per_frame ** 2),
                          np.full(3, np.radians(self.cfg.rotation_sigma_per_frame_deg) ** 2)]

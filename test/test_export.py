@@ -126,3 +126,28 @@ def test_bad_checkpoints_are_explained(tmp_path):
         export_checkpoint(partial, tmp_path / "out")
     with pytest.raises(ExportError, match="multiples of 32"):
         export_checkpoint("init", tmp_path / "out", input_size=(60, 80))
+
+
+def test_flip_averaged_depth_export_is_the_mean_of_image_and_mirror(tmp_path):
+    cfg = nw.make_config(input_height=SIZE[0], input_width=SIZE[1], width_mult=0.5)
+    depth, pose = nw.build_networks(cfg, seed=4)
+    with torch.no_grad():            # an asymmetric network: the mirror gives another answer
+        for p in depth.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"depth": depth.state_dict(), "pose": pose.state_dict(), "model_config": cfg,
+                "step": 10, "trained_on": "unit test"}, ckpt)
+    report = export_checkpoint(ckpt, tmp_path / "out", latency_runs=0, flip_average=True)
+    assert report["models"]["depth"]["parity_max_abs_diff"] <= 1e-4
+    model = OnnxModel(tmp_path / "out" / "depth.onnx", "depth")
+    assert model.spec.extra["vode.flip_average"].startswith("true")
+    x = np.random.default_rng(2).normal(size=(1, 3, *SIZE)).astype(np.float32)
+    with torch.no_grad():
+        net = depth.eval()
+        plain = net(torch.from_numpy(x), scales=(0,))[0].numpy()
+        mirror = net(torch.from_numpy(x[..., ::-1].copy()), scales=(0,))[0].numpy()[..., ::-1]
+    out = model(x)
+    np.testing.assert_allclose(out, 0.5 * (plain + mirror), atol=1e-5)
+    assert np.abs(plain - mirror).max() > 1e-3      # the average is not the plain output
+    # the mirror image's answer is the answer mirrored
+    np.testing.assert_allclose(model(x[..., ::-1].copy()), out[..., ::-1], atol=1e-5)

@@ -73,6 +73,9 @@ def _add_export(sub):
     p.add_argument("--fp16", action="store_true", help="also write FP16 models")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="largest ONNX Runtime vs PyTorch difference accepted")
+    p.add_argument("--flip-average", action="store_true",
+                   help="depth model averages the image's and its mirror image's disparity "
+                   "(Monodepth2's test-time flip; twice the depth network's cost)")
     p.add_argument("--input-size", metavar="HxW", default=None,
                    help="input size of the exported models, e.g. 96x128 (multiples of 32; "
                    "default: the size the checkpoint was trained at)")
@@ -91,7 +94,8 @@ def _run_export(args):
             raise ExportError(f"--input-size '{args.input_size}': expected HEIGHTxWIDTH, "
                               "e.g. 96x128") from None
     report = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16,
-                               tolerance=args.tolerance, input_size=size)
+                               tolerance=args.tolerance, input_size=size,
+                               flip_average=args.flip_average)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -120,6 +120,8 @@ def model_spec(kind: str, config: dict, info: dict, parameters: int) -> ModelSpe
              "vode.parameters": parameters,
              "vode.model_config": json.dumps(config, sort_keys=True),
              "vode.exported_by": "vode export (vode_ros.learn.export)"}
+    if kind == "depth" and info.get("flip_average"):
+        extra["vode.flip_average"] = "true (mean of the image's and its mirror's disparity)"
     common = dict(kind=kind, input_height=h, input_width=w, mean=tuple(config["mean"]),
                   std=tuple(config["std"]), scale=config["scale"], extra=extra)
     if kind == "depth":
@@ -273,19 +275,23 @@ def _check_contract(path: Path, kind: str, spec: ModelSpec) -> None:
 def export_checkpoint(checkpoint, out_dir, fp16: bool = False, tolerance: float = 1e-3,
                       input_size=None, model_config: dict | None = None,
                       fp16_tolerance: float = FP16_TOLERANCE, parity_samples: int = 3,
-                      latency_runs: int = 50) -> dict:
+                      latency_runs: int = 50, flip_average: bool = False) -> dict:
     """Export ``checkpoint`` (a `vode train` checkpoint or ``'init'``) to ``out_dir``.
 
     Writes ``depth.onnx`` and ``pose.onnx`` (and ``depth_fp16.onnx``, ``pose_fp16.onnx`` with
     ``fp16``). Raises :class:`ExportError` when ONNX Runtime differs from PyTorch by more than
     ``tolerance`` (``fp16_tolerance`` for the FP16 files). ``input_size=(h, w)`` and
     ``model_config`` override the checkpoint's configuration. ``latency_runs=0`` skips timing.
+    ``flip_average``: the depth model averages the image's and its mirror image's disparity
+    (twice the depth network's cost).
     Returns a JSON-ready report."""
     depth, pose, config, info = load_checkpoint(checkpoint, model_config, input_size)
     h, w = config["input_height"], config["input_width"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    nets = {"depth": (DepthExport(depth).eval(), 3), "pose": (pose.eval(), 6)}
+    if flip_average:
+        info = dict(info, flip_average=True)
+    nets = {"depth": (DepthExport(depth, flip_average).eval(), 3), "pose": (pose.eval(), 6)}
     report = {"checkpoint": info["checkpoint"], "out_dir": str(out), "input_size": [h, w],
               "trained_on": info["trained_on"], "train_steps": info["train_steps"],
               "opset": OPSET, "tolerance": tolerance, "model_config": config, "models": {}}

@@ -260,14 +260,21 @@ class PoseNet(nn.Module):
 
 
 class DepthExport(nn.Module):
-    """What is exported of a DepthNet: the full-resolution disparity only."""
+    """What is exported of a DepthNet: the full-resolution disparity only. ``flip_average``: the
+    mean of the disparities of the image and of its mirror image (mirrored back), the test-time
+    flip of Monodepth2's post-processing (the network runs twice, in one batch): it evens out
+    the left/right bias of occlusion-shaped errors."""
 
-    def __init__(self, net: DepthNet):
+    def __init__(self, net: DepthNet, flip_average: bool = False):
         super().__init__()
         self.net = net
+        self.flip_average = bool(flip_average)
 
     def forward(self, x):
-        return self.net(x, scales=(0,))[0]
+        if not self.flip_average:
+            return self.net(x, scales=(0,))[0]
+        d = self.net(torch.cat([x, torch.flip(x, dims=[3])], 0), scales=(0,))[0]
+        return 0.5 * (d[:1] + torch.flip(d[1:], dims=[3]))
 
 
 def build_depth_net(config: dict) -> DepthNet:

@@ -62,8 +62,30 @@ def test_dataset_skips_static_frames_and_rescales(synth_seq):
     assert s["images"].shape == (3, 3, *SIZE) and s["images"].dtype == torch.float32
     from vode_ros.datasets import open_sequence
     cam = open_sequence(moving).camera
-    assert float(s["K"][0, 0]) == pytest.approx(cam.fx * SIZE[1] / cam.width)
+    # a 4:3 recording for a square network is not squashed: resized to the network's height,
+    # then a window of the network's width (the centre without augmentation)
+    seq = ds.sequences[0]
+    assert seq.images.shape[1:3] == (SIZE[0], round(cam.width * SIZE[0] / cam.height))
+    assert float(s["K"][0, 0]) == pytest.approx(cam.fx * seq.images.shape[2] / cam.width)
+    assert float(s["K"][1, 1]) == pytest.approx(cam.fy * SIZE[0] / cam.height)
+    x0 = (seq.images.shape[2] - SIZE[1]) // 2
+    assert float(s["K"][0, 2]) == pytest.approx(float(seq.K[0, 2]) - x0)
+    _, a, t, b = ds.items[0]
+    ref = seq.images[[a, t, b]][:, :, x0:x0 + SIZE[1]].astype(np.float32) / 255.0
+    assert np.array_equal(s["images"].numpy(), ref.transpose(0, 3, 1, 2))
     assert torch.allclose(s["K"] @ s["inv_K"], torch.eye(3), atol=1e-5)
+    # in training the window moves, and the principal point with it
+    aug = D.TripletDataset([moving], *SIZE, min_motion=0.5, flip_prob=0.0, cache={})
+    shifts = set()
+    for i in range(8):
+        r = aug.sample(0, np.random.default_rng(i))
+        x = int(round(float(aug.sequences[0].K[0, 2] - r["K"][0, 2])))
+        shifts.add(x)
+        ref = seq.images[[a, t, b]][:, :, x:x + SIZE[1]].astype(np.float32) / 255.0
+        assert np.array_equal(r["images"].numpy(), ref.transpose(0, 3, 1, 2))
+    assert len(shifts) > 1
+    assert D.cached_size(1241, 376, 96, 128) == (317, 96)      # KITTI for a 4:3 network
+    assert D.cached_size(640, 480, 96, 128) == (128, 96)       # same aspect: resized
 
 
 def test_sources_by_parallax_skip_a_turning_camera_and_widen_a_slow_one(tmp_path):
@@ -94,12 +116,13 @@ def test_sources_by_parallax_skip_a_turning_camera_and_widen_a_slow_one(tmp_path
 
 
 def test_flip_and_jitter_are_consistent(synth_seq):
-    ds = D.TripletDataset([synth_seq[0]], *SIZE, min_motion=0.5, flip_prob=1.0)
+    # the recording's own aspect ratio (no window: the flip alone changes the sample)
+    ds = D.TripletDataset([synth_seq[0]], 48, 64, min_motion=0.5, flip_prob=1.0)
     plain = ds.sample(3)
     s = ds.sample(3, np.random.default_rng(0))
     assert s["flipped"]
     assert torch.equal(s["images"], plain["images"].flip(-1))  # all three frames flipped
-    assert float(s["K"][0, 2]) == pytest.approx(SIZE[1] - 1 - float(plain["K"][0, 2]))
+    assert float(s["K"][0, 2]) == pytest.approx(64 - 1 - float(plain["K"][0, 2]))
     frames = np.random.default_rng(1).random((3, 8, 8, 3)).astype(np.float32)
     frames[1] = frames[0]
     jit = D.color_jitter(frames, np.random.default_rng(2))

@@ -16,6 +16,12 @@ truth never reaches training.
   quantile of what it leaves). A slow hand-held camera then gets the baseline depth needs, and a
   camera that only turns (whose depth the photometric loss cannot see: any depth warps a pure
   rotation right) is skipped instead of teaching far-away depth.
+* Aspect ratio: a recording whose aspect ratio differs from the network's by more than
+  ``ASPECT_TOLERANCE`` (KITTI's 3.3:1 for a 4:3 network) is not squashed: it is resized to the
+  network's height (width for a taller one) and each sample is a window of the network's size,
+  the same for the three frames, with the principal point moved to match (drawn at random in
+  training, the centre otherwise). Squashed images teach the depth network shapes no camera
+  sees (measured: dropping the squashed KITTI frames improved 7-Scenes held-out abs_rel by 0.01).
 * Augmentation (training only): the same colour jitter (brightness, contrast, saturation, hue) on
   the three frames, fed to the networks while the losses use the unjittered images (Monodepth2);
   a horizontal flip of all three frames with ``cx -> W - 1 - cx``, so the flipped triplet is a
@@ -105,11 +111,28 @@ def open_spec(spec: SourceSpec):
     return open_sequence(spec.path, spec.frames, layout=spec.layout, stream=spec.stream, **kwargs)
 
 
+ASPECT_TOLERANCE = 1.1
+
+
+def cached_size(src_w: int, src_h: int, height: int, width: int) -> tuple[int, int]:
+    """(w, h) a ``src_w`` x ``src_h`` recording is cached at for a ``height`` x ``width``
+    network: the network size, or the aspect-preserving size that covers it when the aspect
+    ratios differ by more than ``ASPECT_TOLERANCE`` (samples are then windows of it)."""
+    src, net = src_w / src_h, width / height
+    if src > net * ASPECT_TOLERANCE:
+        return max(width, int(round(height * src))), height
+    if src < net / ASPECT_TOLERANCE:
+        return width, max(height, int(round(width / src)))
+    return width, height
+
+
 def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = False
                   ) -> CachedSequence:
-    """Decode and resize every frame of ``spec`` (images and intrinsics only)."""
+    """Decode and resize every frame of ``spec`` (images and intrinsics only), to the network
+    size or, for another aspect ratio, to the size that covers it (``cached_size``)."""
     seq = open_spec(spec)
     cam = seq.camera
+    width, height = cached_size(cam.width, cam.height, height, width)
     fx, fy, cx, cy = scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
                                       width, height)
     images, thumbs, indices, greys = [], [], [], []
@@ -333,14 +356,30 @@ class TripletDataset:
         order = np.repeat(np.arange(len(w)), reps)
         return rng.permutation(order)
 
+    def window(self, seq: CachedSequence, rng: np.random.Generator | None) -> tuple[int, int]:
+        """(x0, y0) of the network-size window of a sample of ``seq``: (0, 0) when it is
+        cached at the network size, else random in training, the centre otherwise."""
+        h, w = seq.images.shape[1:3]
+        if (h, w) == (self.height, self.width):
+            return 0, 0
+        if self.augment and rng is not None:
+            return (int(rng.integers(0, w - self.width + 1)),
+                    int(rng.integers(0, h - self.height + 1)))
+        return (w - self.width) // 2, (h - self.height) // 2
+
     def sample(self, i: int, rng: np.random.Generator | None = None) -> dict:
         k, a, t, b = self.items[int(i)]
         seq = self.sequences[k]
-        frames = seq.images[[a, t, b]].astype(np.float32) / 255.0
+        x0, y0 = self.window(seq, rng)
+        win = (slice(y0, y0 + self.height), slice(x0, x0 + self.width))
+        frames = seq.images[[a, t, b]][:, win[0], win[1]].astype(np.float32) / 255.0
         K = seq.K.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
         flipped = False
         aug = frames
-        stereo = seq.stereo[t].astype(np.float32) / 255.0 if seq.stereo is not None else None
+        stereo = seq.stereo[t][win].astype(np.float32) / 255.0 if seq.stereo is not None \
+            else None
         baseline = seq.baseline_m
         if self.augment and rng is not None:
             if rng.random() < self.flip_prob:

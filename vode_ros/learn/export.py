@@ -24,7 +24,7 @@ import torch
 from vode_ros.errors import VodeError
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.learn.networks import (DepthExport, build_networks, check_config, count_parameters,
-                                     make_config)
+                                     make_config, trained_weights)
 
 OPSET = 17
 INIT_SEED = 0
@@ -95,7 +95,7 @@ def load_checkpoint(checkpoint, model_config: dict | None = None, input_size=Non
     depth, pose = build_networks(config)
     for name, net in (("depth", depth), ("pose", pose)):
         try:
-            net.load_state_dict(ckpt.get(f"{name}_ema") or ckpt[name])
+            net.load_state_dict(trained_weights(ckpt, name))
         except RuntimeError as exc:
             raise ExportError(f"checkpoint '{path}': the {name} state dict does not fit the "
                               f"network its model_config builds: {str(exc)[:400]}") from None

@@ -285,6 +285,13 @@ def build_pose_net(config: dict) -> PoseNet:
     return PoseNet(config)
 
 
+def trained_weights(ckpt: dict, name: str) -> dict:
+    """The weights a `vode train` checkpoint's network ``name`` ('depth' or 'pose') is used with
+    (fine-tuning, export): the moving average where training kept one, else the trained
+    weights."""
+    return ckpt.get(f"{name}_ema") or ckpt[name]
+
+
 def build_networks(config: dict | None = None, seed: int | None = None):
     """``(DepthNet, PoseNet)`` for ``config`` (default: the 'cpu' variant); ``seed`` fixes the
     initialisation."""

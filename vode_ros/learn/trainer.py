@@ -34,7 +34,8 @@ from vode_ros.errors import VodeError
 from vode_ros.learn import losses, warping
 from vode_ros.learn.data import SourceSpec, TripletDataset, sample_rng
 from vode_ros.learn.networks import (build_networks, check_config, count_parameters,
-                                     disparity_to_depth, make_config, normalize)
+                                     disparity_to_depth, make_config, normalize,
+                                     trained_weights)
 
 
 class TrainError(VodeError):
@@ -248,12 +249,6 @@ def make_ema(nets, decay: float):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     return [AveragedModel(_unwrap(n), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
             for n in nets]
-
-
-def trained_weights(ckpt: dict, name: str) -> dict:
-    """The weights a checkpoint's network ``name`` ('depth' or 'pose') is used with: the moving
-    average where training kept one, else the trained weights."""
-    return ckpt.get(f"{name}_ema") or ckpt[name]
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

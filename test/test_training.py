@@ -94,8 +94,8 @@ def test_sources_by_parallax_skip_a_turning_camera_and_widen_a_slow_one(tmp_path
                             width=160, height=120, seed=4)
     fwd = generate_sequence(tmp_path / "fwd", scene="room", trajectory="straight", n_frames=12,
                             width=160, height=120, seed=4)
-    seq_r = D.load_sequence(D.SourceSpec(str(rot)), 96, 128)
-    seq_f = D.load_sequence(D.SourceSpec(str(fwd)), 96, 128)
+    seq_r = D.load_sequence(D.SourceSpec(str(rot)), 96, 128, parallax_greys=True)
+    seq_f = D.load_sequence(D.SourceSpec(str(fwd)), 96, 128, parallax_greys=True)
     # a pure rotation leaves (almost) no parallax; a translation does, growing with the gap
     p1, p3 = D.parallax(seq_f, 5, 6), D.parallax(seq_f, 5, 8)
     assert 0 < p1 < p3

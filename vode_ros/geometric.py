@@ -5,6 +5,7 @@ The geometry, one small function per idea:
 
 - ``rotation_only``: the rotation of a camera that only rotated, fitted to viewing rays (so the
   translation shows as residual parallax instead of being absorbed, as a homography would);
+  ``rotation_parallax``: that parallax, in pixels;
 - ``essential_pose``: essential matrix with a robust estimator (OpenCV USAC, graph-cut local
   optimisation by default; MAGSAC++ or RANSAC selectable), then rotation and the *direction* of
   translation with the cheirality check (``recoverPose``);
@@ -147,6 +148,19 @@ def rotation_only(b0: np.ndarray, b1: np.ndarray, threshold_rad: float, iteratio
         R = kabsch_rotation(b0[inl], b1[inl])
         inl = np.sum((b0 @ R.T) * b1, 1) > cos_thr
     return R, inl
+
+
+def rotation_parallax(px0: np.ndarray, px1: np.ndarray, K: np.ndarray, threshold_rad: float,
+                      quantile: float = 0.75) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """The pure-rotation model (``rotation_only``) fitted to matched pixels, and the parallax it
+    leaves: the ``quantile`` of the image motion it does not explain (pixels; what translation
+    shows). Returns (R or None, inlier mask, parallax; NaN without a model)."""
+    b0 = bearings(px0, K)
+    R, inl = rotation_only(b0, bearings(px1, K), threshold_rad)
+    if R is None:
+        return None, inl, float("nan")
+    residual = np.linalg.norm(px1 - project(b0 @ R.T, K), axis=1)
+    return R, inl, float(np.quantile(residual, quantile))
 
 
 @dataclass
@@ -666,13 +680,12 @@ class GeometricPose:
             return self.kf.world.copy(), step
         # 3. the rotation-only model and the parallax it leaves
         f_px = 0.5 * (K[0, 0] + K[1, 1])
-        b_kf = bearings(self.px_kf[sel], K)
-        R_rot, rot_inl = rotation_only(b_kf, bearings(self.px[sel], K),
-                                       2.0 * c.ransac_threshold_px / f_px)
+        R_rot, rot_inl, parallax = rotation_parallax(self.px_kf[sel], self.px[sel], K,
+                                                     2.0 * c.ransac_threshold_px / f_px,
+                                                     c.parallax_quantile)
         if R_rot is None:
             raise GeometryFailure(NO_ROTATION)
-        residual = np.linalg.norm(self.px[sel] - project(b_kf @ R_rot.T, K), axis=1)
-        step.parallax_px = float(np.quantile(residual, c.parallax_quantile))
+        step.parallax_px = parallax
         # 4. the pose: the essential matrix where the parallax allows, else PnP on the map
         T, drop = None, np.zeros(n, bool)
         mapped = sel[np.isfinite(self.Xw[sel, 2])]

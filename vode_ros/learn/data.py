@@ -126,10 +126,12 @@ def cached_size(src_w: int, src_h: int, height: int, width: int) -> tuple[int, i
     return width, height
 
 
-def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = False
-                  ) -> CachedSequence:
+def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = False,
+                  parallax_greys: bool = False) -> CachedSequence:
     """Decode and resize every frame of ``spec`` (images and intrinsics only), to the network
-    size or, for another aspect ratio, to the size that covers it (``cached_size``)."""
+    size or, for another aspect ratio, to the size that covers it (``cached_size``);
+    ``parallax_greys`` also keeps grey frames at most ``PARALLAX_WIDTH`` wide for ``parallax``
+    (only sources choosing frames by parallax need them)."""
     seq = open_spec(spec)
     cam = seq.camera
     width, height = cached_size(cam.width, cam.height, height, width)
@@ -150,13 +152,16 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
         images.append(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         thumbs.append(cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32))
-        greys.append(cv2.resize(grey, (gw, gh), interpolation=cv2.INTER_AREA))
+        if parallax_greys:
+            greys.append(cv2.resize(grey, (gw, gh), interpolation=cv2.INTER_AREA))
         indices.append(int(f.index))
     name = spec.name or Path(spec.path).name
     out = CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
-                         indices, greys=np.stack(greys),
-                         K_grey=k_matrix(*scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy,
-                                                           cam.width, cam.height, gw, gh)))
+                         indices)
+    if parallax_greys:
+        out.greys = np.stack(greys)
+        out.K_grey = k_matrix(*scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width,
+                                                cam.height, gw, gh))
     if spec.stereo_stream:
         if not spec.baseline_m:
             raise ValueError(f"{spec.path}: stereo_stream '{spec.stereo_stream}' needs baseline_m "
@@ -192,11 +197,11 @@ PARALLAX_WIDTH = 320
 
 def parallax(seq: CachedSequence, i: int, j: int, cache: dict | None = None) -> float:
     """Rotation-compensated parallax from frame ``i`` to frame ``j`` of ``seq``, in pixels of the
-    network-size image: features tracked by LK (forward-backward checked), the pure-rotation
-    model fitted to their rays (``vode_ros.geometric.rotation_only``), the 75 % quantile of the
-    image motion it does not explain. 0 when too few features track (no evidence of parallax)."""
+    network-size image: features tracked by LK (forward-backward checked), then
+    ``vode_ros.geometric.rotation_parallax`` (the pure-rotation model and the 75 % quantile of
+    the image motion it does not explain). 0 when too few features track (no evidence of parallax)."""
     from vode_ros.flow import detect_features, track_lk
-    from vode_ros.geometric import bearings, project, rotation_only
+    from vode_ros.geometric import rotation_parallax
     key = (i, j)
     if cache is not None and key in cache:
         return cache[key]
@@ -206,11 +211,9 @@ def parallax(seq: CachedSequence, i: int, j: int, cache: dict | None = None) -> 
     if len(p0) >= 20:
         tr = track_lk(g0, g1, p0)
         if tr.ok.sum() >= 20:
-            b0 = bearings(p0[tr.ok], K)
-            R, _ = rotation_only(b0, bearings(tr.p1[tr.ok], K), 2.0 / K[0, 0])
+            R, _, px = rotation_parallax(p0[tr.ok], tr.p1[tr.ok], K, 2.0 / K[0, 0], 0.75)
             if R is not None:
-                res = np.linalg.norm(tr.p1[tr.ok] - project(b0 @ R.T, K), axis=1)
-                value = float(np.quantile(res, 0.75)) * seq.images.shape[2] / g0.shape[1]
+                value = px * seq.images.shape[2] / g0.shape[1]
     if cache is not None:
         cache[key] = value
     return value
@@ -315,12 +318,13 @@ class TripletDataset:
         self.skipped = {}
         cache = {} if cache is None else cache
         for k, spec in enumerate(self.specs):
-            key = (spec.path, spec.frames, spec.stream, self.height, self.width)
+            by_parallax = bool(min_parallax_px > 0 and spec.max_stride)
+            key = (spec.path, spec.frames, spec.stream, self.height, self.width, by_parallax)
             if key not in cache:
-                cache[key] = load_sequence(spec, self.height, self.width, progress)
+                cache[key] = load_sequence(spec, self.height, self.width, progress, by_parallax)
             seq = cache[key]
             self.sequences.append(seq)
-            if min_parallax_px > 0 and spec.max_stride:
+            if by_parallax:
                 if int(spec.max_stride) < int(spec.stride):
                     raise ValueError(f"{spec.path}: max_stride {spec.max_stride} is below "
                                      f"stride {spec.stride}")

@@ -271,6 +271,154 @@ def test_fine_tuning_at_another_size_counts_all_steps(synth_seq, tmp_path):
     assert "then fine-tuned" in ckpt["trained_on"] and "96x128" in ckpt["trained_on"]
 
 
+# -- poses from a trajectory (geometry) instead of the pose network ----------------------------------
+def _scaled_trajectory(src: Path, dst: Path, factor: float, drop: int | None = None) -> Path:
+    """A copy of a TUM trajectory with translations times ``factor`` (and row ``drop`` left out)."""
+    rows = [r for r in src.read_text().splitlines() if r and not r.startswith("#")]
+    out = []
+    for i, r in enumerate(rows):
+        if i == drop:
+            continue
+        v = r.split()
+        out.append(" ".join([v[0]] + [repr(float(x) * factor) for x in v[1:4]] + v[4:]))
+    dst.write_text("\n".join(out) + "\n")
+    return dst
+
+
+def test_trajectory_poses_match_frames_by_stamp_and_mirror_with_flips(synth_seq, tmp_path):
+    gt = synth_seq[0] / "groundtruth.txt"
+    traj = _scaled_trajectory(gt, tmp_path / "t.txt", 1.0, drop=5)
+    spec = {"path": str(synth_seq[0]), "stride": 1, "poses": str(traj)}
+    ds = D.TripletDataset([spec], *SIZE, min_motion=0.5, flip_prob=1.0)
+    seq = ds.sequences[0]
+    assert np.isnan(seq.poses[5]).all() and np.isfinite(seq.poses[4]).all()
+    from vode_ros.evaluation.trajectory import read_tum
+    _, P = read_tum(gt)
+    k = next(i for i, (_, a, t, b) in enumerate(ds.items) if t == 9)
+    plain = ds.sample(k)
+    assert plain["has_pose"]
+    np.testing.assert_allclose(plain["T_known"][0].numpy(), np.linalg.inv(P[8]) @ P[9],
+                               atol=1e-6)
+    np.testing.assert_allclose(plain["T_known"][1].numpy(), np.linalg.inv(P[10]) @ P[9],
+                               atol=1e-6)
+    # a triplet touching the frame without a pose falls back to the pose network
+    k5 = next(i for i, (_, a, t, b) in enumerate(ds.items) if t == 5)
+    assert not ds.sample(k5)["has_pose"]
+    # flipped: the mirrored transform moves mirrored points where the plain one moves points
+    flipped = ds.sample(k, np.random.default_rng(0))
+    assert flipped["flipped"] and flipped["has_pose"]
+    X = np.array([0.3, -0.2, 2.0, 1.0])
+    M = np.diag([-1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(flipped["T_known"][0].numpy() @ (M @ X),
+                               M @ (plain["T_known"][0].numpy() @ X), atol=1e-5)
+    # a trajectory of another recording, or none at all: a clear error
+    other = tmp_path / "other.txt"
+    other.write_text("1000.0 0 0 0 0 0 0 1\n")
+    with pytest.raises(ValueError, match="no frame's stamp matches"):
+        D.TripletDataset([{**spec, "poses": str(other)}], *SIZE, min_motion=0.5)
+    with pytest.raises(ValueError, match="does not exist"):
+        D.TripletDataset([{**spec, "poses": str(tmp_path / "nope.txt")}], *SIZE)
+
+
+def test_trajectory_poses_replace_the_pose_network_with_a_learned_scale(synth_seq, tmp_path):
+    gt = synth_seq[0] / "groundtruth.txt"
+    cfg = T.load_config(_config(tmp_path, synth_seq[0]))
+    depth, pose = T.build_networks(cfg["model_config"], seed=0)
+    spec = {"path": str(synth_seq[0]), "stride": 1, "poses": str(gt)}
+    ds = D.TripletDataset([spec], *SIZE, min_motion=0.5, augment=False)
+    batch = ds.batch([0, 3])
+    log_scale = torch.tensor([np.log(0.5)], requires_grad=True)
+    out = T.model_step(depth, pose, batch, cfg["model_config"], cfg["train"],
+                       pose_log_scale=log_scale[batch["source"] * 0])
+    for j in range(2):
+        T_k = batch["T_known"][:, j]
+        assert torch.allclose(out["poses"][j][:, :3, :3], T_k[:, :3, :3])
+        assert torch.allclose(out["poses"][j][:, :3, 3], 0.5 * T_k[:, :3, 3], atol=1e-7)
+    out["loss"].backward()
+    assert log_scale.grad is not None and float(log_scale.grad.abs()) > 0
+    assert all(p.grad is None for p in pose.parameters())   # the pose network was not run
+    assert any(p.grad is not None for p in depth.parameters())
+    # held out: a trajectory the training reads judges the held-out loss (with its scale)
+    val = D.TripletDataset([spec], *SIZE, min_motion=0.5, augment=False)
+    dev = torch.device("cpu")
+    with_traj = T.evaluate(depth, pose, val, cfg["model_config"], cfg["train"], dev,
+                           pose_log_scale=log_scale, scale_of_source=[0])
+    with_net = T.evaluate(depth, pose, val, cfg["model_config"], cfg["train"], dev,
+                          pose_log_scale=log_scale, scale_of_source=[-1])
+    b = {k: v for k, v in val.batch(list(range(len(val)))).items()}
+    ref = T.model_step(depth.eval(), pose.eval(), b, cfg["model_config"],
+                       dict(cfg["train"], num_scales=1), deterministic=True,
+                       pose_log_scale=log_scale.detach().expand(len(val)))
+    assert with_traj["photometric"] == pytest.approx(float(ref["photometric"]), rel=1e-4)
+    assert with_net["photometric"] != pytest.approx(with_traj["photometric"], rel=1e-3)
+    # the starting scale is the pose network's translation over the trajectory's: a trajectory
+    # in twice the units gets half the factor
+    twice = _scaled_trajectory(gt, tmp_path / "twice.txt", 2.0)
+    one = T.calibrate_pose_scale(pose, ds, cfg["model_config"], torch.device("cpu"))
+    ds2 = D.TripletDataset([{**spec, "poses": str(twice)}], *SIZE, min_motion=0.5,
+                           augment=False)
+    two = T.calibrate_pose_scale(pose, ds2, cfg["model_config"], torch.device("cpu"))
+    ds3 = D.TripletDataset([spec, {**spec, "stride": 2}, synth_seq[0]], *SIZE, min_motion=0.5)
+    assert T.pose_scale_groups(ds3.specs) == ([0, 0, -1], 1)  # one trajectory, one scale
+    assert float(torch.exp(one[0] - two[0])) == pytest.approx(2.0, rel=1e-4)
+
+
+def test_training_with_trajectory_poses_resumes_exactly(synth_seq, tmp_path):
+    gt = str(synth_seq[0] / "groundtruth.txt")
+    base = T.train(_config(tmp_path / "base", synth_seq[0], max_steps=2), log=lambda m: None)
+
+    def cfg(tmp):
+        c = _config(tmp, synth_seq[0], init_from=str(Path(base["out_dir"]) / "last.pt"),
+                    pose_scale_lr=0.05, ema_decay=0.9)
+        c["data"]["train"] = [{"path": str(synth_seq[0]), "stride": 1, "poses": gt}]
+        return c
+    lines = []
+    full = T.train(cfg(tmp_path / "a"), log=lines.append)
+    assert any("trajectory translation scales" in m for m in lines)
+    a = torch.load(Path(full["out_dir"]) / "last.pt", weights_only=False)
+    # the scale started from the base pose network's calibration and then learned
+    c = T.load_config(cfg(tmp_path))
+    _, pose = T.build_networks(c["model_config"], seed=1)
+    pose.load_state_dict(torch.load(Path(base["out_dir"]) / "last.pt",
+                                    weights_only=False)["pose"])
+    start = T.calibrate_pose_scale(pose, D.TripletDataset(c["data"]["train"], *SIZE,
+                                                          min_motion=0.5),
+                                   c["model_config"], torch.device("cpu"))
+    assert any(f"{float(torch.exp(start[0])):.4g}" in m for m in lines)
+    assert 1e-4 < float((a["pose_log_scale"] - start).abs()) < 1.0
+    assert a["pose_log_scale"].shape == (1,) and "poses from" in a["trained_on"]
+    cfg_b = cfg(tmp_path / "b")
+    T.train(cfg_b, max_steps=5, log=lambda m: None)
+    T.train(cfg_b, resume=True, log=lambda m: None)
+    b = torch.load(Path(cfg_b["out_dir"]) / "last.pt", weights_only=False)
+    assert torch.allclose(a["pose_log_scale"], b["pose_log_scale"], atol=1e-7)
+    for k, v in a["depth"].items():
+        assert torch.allclose(v.float(), b["depth"][k].float(), atol=1e-6), k
+    # a checkpoint of a run without trajectories cannot resume one with them
+    with pytest.raises(T.TrainError, match="per-recording pose scale"):
+        T.train(cfg(tmp_path / "c"), resume=str(Path(base["out_dir"]) / "last.pt"),
+                log=lambda m: None)
+
+
+def test_relative_pose_accuracy_tool_scores_an_exact_trajectory_zero(synth_seq, capsys):
+    sys.path.insert(0, str(REPO / "tools"))
+    import relative_pose_accuracy as tool
+    gt = synth_seq[0] / "groundtruth.txt"
+    assert tool.main([str(synth_seq[0]), "--trajectory", str(gt), "--strides", "2",
+                      "--every", "2"]) == 0
+    out = capsys.readouterr().out
+    traj = next(line for line in out.splitlines() if "trajectory" in line)
+    assert "rotation error median 0.000 deg" in traj and "direction error median 0.0 deg" in traj
+    model = next(line for line in out.splitlines() if "pose model" in line)
+    assert "rotation error median 0.000 deg" not in model
+    T = np.eye(4)
+    T[:3, 3] = [1.0, 0.0, 0.0]
+    R = np.eye(4)
+    R[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]   # 90 degrees about z
+    R[:3, 3] = [0.0, 1.0, 0.0]
+    assert tool.pair_errors(R, T) == pytest.approx((90.0, 90.0))
+
+
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(T.TrainError, match="unknown training option 'train.bogus'"):
         T.load_config({"data": {"train": ["x"]}, "train": {"bogus": 1}})
@@ -354,4 +502,5 @@ def test_shipped_models_are_trained_and_beat_constant_depth():
         p = p * np.median(g) / np.median(p)
         rel.append(np.mean(np.abs(p - g) / g))
         const_rel.append(np.mean(np.abs(np.median(g) - g) / g))
-    assert rel and np.mean(rel) < np.mean(const_rel)
+    # a wide margin over the constant map (the issue's words): under 70 % of its error
+    assert rel and np.mean(rel) < 0.7 * np.mean(const_rel)

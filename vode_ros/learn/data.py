@@ -22,6 +22,12 @@ truth never reaches training.
   the same for the three frames, with the principal point moved to match (drawn at random in
   training, the centre otherwise). Squashed images teach the depth network shapes no camera
   sees (measured: dropping the squashed KITTI frames improved 7-Scenes held-out abs_rel by 0.01).
+* Poses from geometry (optional, a source's ``poses``): a TUM trajectory of the recording's
+  camera (``vode process`` writes one: the odometry's essential-matrix poses from features
+  tracked at full resolution) gives each triplet its two relative poses, matched to the frames
+  by stamp; the trainer warps with them (translation times a learned per-trajectory scale)
+  instead of the pose network's. Measured on 7-Scenes: the network's relative rotations at
+  96x128 are off by ~0.4 deg (GT, evaluation only), the size of the parallax of far surfaces.
 * Augmentation (training only): the same colour jitter (brightness, contrast, saturation, hue) on
   the three frames, fed to the networks while the losses use the unjittered images (Monodepth2);
   a horizontal flip of all three frames with ``cx -> W - 1 - cx``, so the flipped triplet is a
@@ -63,6 +69,11 @@ class SourceSpec:
     baseline_m: float | None = None
     # with data.min_parallax_px > 0: the farthest source frame tried (None: ``stride`` only)
     max_stride: int | None = None
+    # a TUM trajectory of this recording's camera (optical frame, the frames' own stamps; e.g.
+    # ``vode process REC --out DIR`` writes DIR/trajectory.txt): the warps of its triplets then use
+    # these relative poses, their translation times a learned per-recording scale, instead of the
+    # pose network's (pose from geometry, depth from the photometric loss)
+    poses: str | None = None
 
     @classmethod
     def from_any(cls, item) -> "SourceSpec":
@@ -100,6 +111,8 @@ class CachedSequence:
     baseline_m: float = 0.0
     greys: np.ndarray | None = None      # grey frames for parallax (at most PARALLAX_WIDTH wide)
     K_grey: np.ndarray | None = None     # their intrinsics
+    poses: np.ndarray | None = None      # [N, 4, 4] camera-to-world from ``SourceSpec.poses``,
+                                         # NaN for frames the trajectory lacks
 
     def __len__(self):
         return len(self.images)
@@ -137,7 +150,7 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
     width, height = cached_size(cam.width, cam.height, height, width)
     fx, fy, cx, cy = scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
                                       width, height)
-    images, thumbs, indices, greys = [], [], [], []
+    images, thumbs, indices, greys, stamps = [], [], [], [], []
     gw = min(PARALLAX_WIDTH, cam.width)
     gh = max(16, int(round(cam.height * gw / cam.width)))
     frames = seq
@@ -155,9 +168,12 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
         if parallax_greys:
             greys.append(cv2.resize(grey, (gw, gh), interpolation=cv2.INTER_AREA))
         indices.append(int(f.index))
+        stamps.append(int(f.stamp_ns))
     name = spec.name or Path(spec.path).name
     out = CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
                          indices)
+    if spec.poses:
+        out.poses = trajectory_at(spec.poses, np.asarray(stamps, np.int64), spec.path)
     if parallax_greys:
         out.greys = np.stack(greys)
         out.K_grey = k_matrix(*scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width,
@@ -175,6 +191,53 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
                                for f in other])
         out.baseline_m = float(spec.baseline_m)
     return out
+
+
+POSE_STAMP_TOLERANCE_NS = 1_000_000
+
+
+def trajectory_at(path, stamps_ns: np.ndarray, recording: str = "") -> np.ndarray:
+    """Camera-to-world poses ``[N, 4, 4]`` of a TUM trajectory file at the frames' stamps (the
+    pose whose stamp is within 1 ms; NaN where there is none). Raises ``ValueError`` when the
+    file is unreadable or matches no frame at all (wrong recording or frame range)."""
+    from vode_ros.evaluation.trajectory import TrajectoryFileError, read_tum
+    if not Path(path).is_file():
+        raise ValueError(f"{recording}: poses file '{path}' does not exist; expected a TUM "
+                         "trajectory of this recording (e.g. DIR/trajectory.txt of "
+                         "'vode process RECORDING --out DIR')")
+    try:
+        t, P = read_tum(path)
+    except TrajectoryFileError as exc:
+        raise ValueError(f"{recording}: {exc}") from None
+    out = np.full((len(stamps_ns), 4, 4), np.nan)
+    if len(t):
+        order = np.argsort(t)
+        t, P = t[order], P[order]
+        j = np.clip(np.searchsorted(t, stamps_ns), 1, max(len(t) - 1, 1))
+        lo = np.clip(j - 1, 0, len(t) - 1)
+        hi = np.clip(j, 0, len(t) - 1)
+        near = np.where(np.abs(t[lo] - stamps_ns) <= np.abs(t[hi] - stamps_ns), lo, hi)
+        ok = (np.abs(t[near] - stamps_ns) <= POSE_STAMP_TOLERANCE_NS) & \
+            np.isfinite(P[near]).all(axis=(1, 2))
+        out[ok] = P[near[ok]]
+    if not np.isfinite(out).all(axis=(1, 2)).any():
+        raise ValueError(f"{recording}: no frame's stamp matches a pose of '{path}' (within "
+                         "1 ms); expected the trajectory of this recording and frame range")
+    return out
+
+
+MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def relative_pose(poses: np.ndarray, source: int, target: int, flipped: bool = False
+                  ) -> np.ndarray | None:
+    """``T_source_target`` (a target-camera point in the source camera) from camera-to-world
+    ``poses``; mirrored (``M T M``, ``M = diag(-1, 1, 1)``) for a horizontally flipped sample;
+    None when either pose is missing."""
+    T = np.linalg.inv(poses[source]) @ poses[target]
+    if not np.isfinite(T).all():
+        return None
+    return MIRROR @ T @ MIRROR if flipped else T
 
 
 def motion(thumbs: np.ndarray, a: int, b: int) -> float:
@@ -301,7 +364,9 @@ class TripletDataset:
 
     ``images`` ``[3, 3, H, W]`` float32 in [0, 1] (source -s, target, source +s), ``aug`` the
     same after colour jitter (what the networks see), ``K`` and ``inv_K`` ``[3, 3]``, ``source``
-    (which recording) and ``flipped``."""
+    (which recording), ``flipped``, and ``T_known`` ``[2, 4, 4]`` (``T_source_target`` of the
+    two sources from the recording's ``poses`` trajectory) with ``has_pose`` (False: identity
+    placeholders, the pose network decides)."""
 
     def __init__(self, sources, height: int, width: int, min_motion: float = 1.0,
                  augment: bool = True, flip_prob: float = 0.5, jitter: dict | None = None,
@@ -347,8 +412,9 @@ class TripletDataset:
             n = sum(1 for it in self.items if it[0] == k)
             stride = f"{spec.stride}" if not spec.max_stride else \
                 f"{spec.stride}-{spec.max_stride} by parallax"
+            posed = f", poses from {spec.poses}" if spec.poses else ""
             parts.append(f"{seq.name}[{spec.frames or ':'}] stride {stride} "
-                         f"({n} triplets, weight {spec.weight:g})")
+                         f"({n} triplets, weight {spec.weight:g}{posed})")
         return "; ".join(parts)
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
@@ -394,7 +460,14 @@ class TripletDataset:
                     stereo, baseline = stereo[:, ::-1].copy(), -baseline
             aug = color_jitter(frames, rng, **self.jitter) if rng.random() < 0.5 else frames
         to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa
+        T_known = np.tile(np.eye(4), (2, 1, 1))
+        has_pose = False
+        if seq.poses is not None:
+            Ts = [relative_pose(seq.poses, src, t, flipped) for src in (a, b)]
+            if all(T is not None for T in Ts):
+                T_known, has_pose = np.stack(Ts), True
         return {"images": to_t(frames), "aug": to_t(aug), "K": torch.from_numpy(K),
+                "T_known": torch.from_numpy(T_known.astype(np.float32)), "has_pose": has_pose,
                 "inv_K": torch.from_numpy(np.linalg.inv(K).astype(np.float32)),
                 "source": k, "flipped": flipped,
                 "stereo": None if stereo is None else
@@ -405,7 +478,8 @@ class TripletDataset:
         samples = [self.sample(i, None if rngs is None else r)
                    for i, r in zip(indices, rngs or [None] * len(indices))]
         out = {key: torch.stack([s[key] for s in samples]) for key in ("images", "aug", "K",
-                                                                       "inv_K")}
+                                                                       "inv_K", "T_known")}
+        out["has_pose"] = torch.tensor([s["has_pose"] for s in samples])
         out["source"] = torch.tensor([s["source"] for s in samples])
         out["flipped"] = torch.tensor([s["flipped"] for s in samples])
         if any(s["stereo"] is not None for s in samples):

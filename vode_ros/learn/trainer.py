@@ -78,6 +78,8 @@ DEFAULTS = {
         "device": "auto",          # auto | cpu | cuda
         "init_from": None,         # checkpoint whose network weights start this run (fine-tuning,
                                    # e.g. at a larger size); its optimiser and progress are not used
+        "pose_scale_lr": 1e-3,     # learning rate of the per-recording log scale of the
+                                   # translations of sources with a ``poses`` trajectory
     },
     "log": {
         "every": 25,
@@ -165,14 +167,33 @@ def predict_poses(pose_net, aug: torch.Tensor, config: dict) -> list[torch.Tenso
     return [warping.pose_vec_to_matrix(vec[:b]), warping.pose_vec_to_matrix(vec[b:], invert=True)]
 
 
+def known_poses(batch: dict, log_scale: torch.Tensor | None) -> list[torch.Tensor]:
+    """The trajectory poses of a batch (``T_known [B, 2, 4, 4]``) with each sample's translation
+    times ``exp(log_scale[source])``: a monocular trajectory has its own unit, which the depth
+    network's must match (one learned factor per recording)."""
+    T = batch["T_known"]
+    if log_scale is None:
+        return [T[:, 0], T[:, 1]]
+    s = torch.exp(log_scale[batch["source"]]).to(T.dtype)[:, None, None]
+    out = []
+    for j in range(2):
+        Tj = T[:, j]
+        out.append(torch.cat([torch.cat([Tj[:, :3, :3], Tj[:, :3, 3:] * s], 2), Tj[:, 3:]], 1))
+    return out
+
+
 def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
-               deterministic: bool = False) -> dict:
+               deterministic: bool = False, pose_log_scale: torch.Tensor | None = None) -> dict:
     """Forward both networks on a batch and compute the self-supervised loss.
 
     Monodepth2: every disparity scale is upsampled to the input size; each source is warped into
     the target; the per-pixel minimum of the photometric errors (``min_reprojection``), with
     auto-masking against the unwarped sources (``automask``); plus edge-aware smoothness of the
-    scale's disparity weighted ``smoothness / 2**scale``; averaged over scales."""
+    scale's disparity weighted ``smoothness / 2**scale``; averaged over scales.
+
+    Samples with ``has_pose`` (their recording has a ``poses`` trajectory) are warped with those
+    poses (translation scaled by ``pose_log_scale``), the others with the pose network's; the
+    pose network is not run when every sample has poses (it then learns nothing)."""
     images, aug = batch["images"], batch["aug"]
     K, inv_K = batch["K"], batch["inv_K"]
     target = images[:, 1]
@@ -180,7 +201,16 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
     h, w = target.shape[-2:]
     n_scales = int(train_cfg.get("num_scales", 4))
     disps = depth_net(normalize(aug[:, 1], config))[:n_scales]
-    poses = predict_poses(pose_net, aug, config)
+    has = batch.get("has_pose")
+    if has is not None and bool(has.any()):
+        known = known_poses(batch, pose_log_scale)
+        if bool(has.all()) and not hasattr(pose_net, "module"):  # (DDP: every rank runs it)
+            poses = known
+        else:
+            net = predict_poses(pose_net, aug, config)
+            poses = [torch.where(has[:, None, None], k, n) for k, n in zip(known, net)]
+    else:
+        poses = predict_poses(pose_net, aug, config)
     if "stereo" in batch:
         # a rectified partner camera with a known baseline: one more source whose pose is fixed,
         # so depth (and with it the pose network's translation) becomes metric
@@ -261,11 +291,13 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def checkpoint_state(depth_net, pose_net, optimizer, scaler, cfg: dict, progress: dict,
-                     trained_on: str, ema=None) -> dict:
+                     trained_on: str, ema=None, pose_log_scale=None) -> dict:
     extra = {}
+    if pose_log_scale is not None:
+        extra["pose_log_scale"] = pose_log_scale.detach().cpu().clone()
     if ema is not None:            # the averaged weights, and the averagers for an exact resume
-        extra = {"depth_ema": ema[0].module.state_dict(), "pose_ema": ema[1].module.state_dict(),
-                 "ema_state": [e.state_dict() for e in ema]}
+        extra.update(depth_ema=ema[0].module.state_dict(), pose_ema=ema[1].module.state_dict(),
+                     ema_state=[e.state_dict() for e in ema])
     return {"depth": _unwrap(depth_net).state_dict(), "pose": _unwrap(pose_net).state_dict(),
             **extra,
             "model_config": cfg["model_config"],
@@ -283,8 +315,8 @@ def checkpoint_state(depth_net, pose_net, optimizer, scaler, cfg: dict, progress
             "history": progress.get("history", [])}
 
 
-def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None, ema=None
-                        ) -> dict:
+def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None, ema=None,
+                        pose_log_scale=None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
@@ -292,8 +324,20 @@ def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None, 
             from None
     _unwrap(depth_net).load_state_dict(ckpt["depth"])
     _unwrap(pose_net).load_state_dict(ckpt["pose"])
+    if pose_log_scale is not None:
+        saved = ckpt.get("pose_log_scale")
+        if saved is None or saved.shape != pose_log_scale.shape:
+            raise TrainError(f"cannot resume from '{path}': it has no per-recording pose scale "
+                             f"for the {pose_log_scale.numel()} recordings of this config "
+                             "(was it trained with other data.train entries?)")
+        with torch.no_grad():
+            pose_log_scale.copy_(saved)
     if optimizer is not None and ckpt.get("optimizer"):
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as exc:
+            raise TrainError(f"cannot resume from '{path}': its optimiser does not match this "
+                             f"config ({exc})") from None
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     if ema is not None:
@@ -311,6 +355,55 @@ def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None, 
             "base_steps": int(ckpt.get("base_steps", 0)), "epoch": int(ckpt["epoch"]),
             "position": int(ckpt["position"]), "best_val": ckpt.get("best_val"),
             "history": list(ckpt.get("history", []))}
+
+
+def pose_scale_groups(specs) -> tuple[list[int], int]:
+    """One translation scale per trajectory file: each source's group (-1: no ``poses``) and the
+    number of groups (sources reading the same trajectory, e.g. two strides of one recording,
+    share their scale)."""
+    ids: dict = {}
+    groups = [ids.setdefault(str(Path(sp.poses).resolve()), len(ids)) if sp.poses else -1
+              for sp in specs]
+    return groups, len(ids)
+
+
+@torch.no_grad()
+def calibrate_pose_scale(pose_net, dataset: TripletDataset, config: dict, device,
+                         per_source: int = 48) -> torch.Tensor:
+    """Initial log scale of each ``poses`` trajectory (``pose_scale_groups``): log of the pose
+    network's median translation over the trajectory's, on up to ``per_source`` triplets of each
+    source reading it. Starts a fine-tuning run in the units the depth network already has; the
+    scale is then learned (``train.pose_scale_lr``)."""
+    groups, n = pose_scale_groups(dataset.specs)
+    was = pose_net.training
+    pose_net.eval()
+    t_net: list = [[] for _ in range(n)]
+    t_traj: list = [[] for _ in range(n)]
+    for k, g in enumerate(groups):
+        if g < 0:
+            continue
+        items = [i for i, it in enumerate(dataset.items) if it[0] == k]
+        if not items:
+            continue
+        pick = [items[int(j)] for j in np.linspace(0, len(items) - 1,
+                                                   min(per_source, len(items)))]
+        batch = dataset.batch(pick)
+        ok = batch["has_pose"]
+        if not bool(ok.any()):
+            continue
+        net = predict_poses(pose_net, batch["aug"].to(device), config)
+        t_net[g] += [T[ok.to(device), :3, 3].norm(dim=1).cpu() for T in net]
+        t_traj[g] += [batch["T_known"][ok, j, :3, 3].norm(dim=1) for j in range(2)]
+    out = torch.zeros(n)
+    for g in range(n):
+        if not t_net[g]:
+            continue
+        a, b = torch.cat(t_net[g]), torch.cat(t_traj[g])
+        good = b > 1e-9
+        if good.any() and a[good].median() > 0:
+            out[g] = float(torch.log(a[good].median() / b[good].median()))
+    pose_net.train(was)
+    return out
 
 
 # -- logging ---------------------------------------------------------------------------------------
@@ -362,10 +455,15 @@ class Logger:
 # -- held-out evaluation ---------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train_cfg: dict,
-             device, batch_size: int = 8, gt_frames=None, depth_range=(0.1, 10.0)) -> dict:
+             device, batch_size: int = 8, gt_frames=None, depth_range=(0.1, 10.0),
+             pose_log_scale: torch.Tensor | None = None, scale_of_source=None) -> dict:
     """Held-out photometric loss (scale 0, no augmentation, automask without noise) and, where
     ``gt_frames`` (``[(image_uint8_resized, gt_depth_m)]``) are given, depth abs_rel / a1 after
-    per-image median scaling. For reporting and model selection by the photometric loss only."""
+    per-image median scaling. For reporting and model selection by the photometric loss only.
+
+    Warps use the pose network, except for held-out sources whose ``poses`` trajectory is one
+    the training reads (``scale_of_source[k]``: its index in ``pose_log_scale``, -1 for none):
+    those are judged with the trajectory and its learned scale, as in training."""
     was = (depth_net.training, pose_net.training)
     depth_net.eval()
     pose_net.eval()
@@ -374,7 +472,15 @@ def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train_c
     for i in range(0, len(dataset), batch_size):
         idx = list(range(i, min(i + batch_size, len(dataset))))
         batch = {k: v.to(device) for k, v in dataset.batch(idx).items()}
-        out = model_step(depth_net, pose_net, batch, config, cfg, deterministic=True)
+        log_scale = None
+        if pose_log_scale is not None and scale_of_source is not None:
+            group = torch.as_tensor(scale_of_source, device=device)[batch["source"]]
+            batch["has_pose"] = batch["has_pose"] & (group >= 0)
+            log_scale = pose_log_scale.detach()[group.clamp(min=0)]
+        else:
+            batch.pop("has_pose")
+        out = model_step(depth_net, pose_net, batch, config, cfg, deterministic=True,
+                         pose_log_scale=log_scale)
         total += float(out["photometric"]) * len(idx)
         n += len(idx)
     result = {"photometric": total / max(n, 1)}
@@ -542,6 +648,21 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     if not 0.0 <= ema_decay < 1.0:
         raise TrainError(f"train.ema_decay must be in [0, 1), got {ema_decay}")
     ema = make_ema((depth_net, pose_net), ema_decay) if ema_decay > 0 else None
+    pose_log_scale = None
+    scale_groups, n_groups = pose_scale_groups(train_set.specs)
+    if n_groups:
+        pose_log_scale = torch.nn.Parameter(
+            calibrate_pose_scale(pose_net, train_set, mc, device).to(device)
+            if tc.get("init_from") else torch.zeros(n_groups, device=device))
+        group_of_source = torch.tensor([max(g, 0) for g in scale_groups], device=device)
+        optimizer.add_param_group({"params": [pose_log_scale],
+                                   "lr": float(tc["pose_scale_lr"]), "weight_decay": 0.0,
+                                   "lr_factor": float(tc["pose_scale_lr"]) / float(tc["lr"])})
+    # held-out sources reading a trajectory the training reads are judged with it (and its scale)
+    by_file = {str(Path(sp.poses).resolve()): g for sp, g in zip(train_set.specs, scale_groups)
+               if sp.poses}
+    val_scale_groups = [by_file.get(str(Path(sp.poses).resolve()), -1) if sp.poses else -1
+                        for sp in val_set.specs] if val_set is not None else None
     resume_path = None
     if resume is True or resume == "auto":
         cand = out_dir / "last.pt"
@@ -551,7 +672,8 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
         if not resume_path.is_file():
             raise TrainError(f"--resume: checkpoint '{resume_path}' does not exist")
     if resume_path is not None:
-        progress = load_training_state(resume_path, depth_net, pose_net, optimizer, scaler, ema)
+        progress = load_training_state(resume_path, depth_net, pose_net, optimizer, scaler, ema,
+                                       pose_log_scale)
         log(f"vode train: resumed from {resume_path} at step {progress['step']} "
             f"(epoch {progress['epoch']}, position {progress['position']})")
 
@@ -562,6 +684,11 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
         pose_net = DDP(pose_net, device_ids=ids)
 
     logger = Logger(out_dir, enabled=main)
+    if main and pose_log_scale is not None:
+        firsts = {g: sp for sp, g in reversed(list(zip(train_set.specs, scale_groups)))}
+        log("vode train: trajectory translation scales (pose network / trajectory at the start; "
+            "then learned): " + ", ".join(f"{firsts[g].poses} {float(torch.exp(v)):.4g}"
+                                         for g, v in enumerate(pose_log_scale.detach())))
     if main:
         log(f"vode train: {len(train_set)} training triplets ({train_set.describe()}); "
             f"skipped as motionless: {train_set.skipped}; held-out: "
@@ -586,7 +713,7 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
         if main:
             save_checkpoint(out_dir / name, checkpoint_state(depth_net, pose_net, optimizer,
                                                              scaler, cfg, progress, trained_on,
-                                                             ema))
+                                                             ema, pose_log_scale))
 
     def _evaluate():
         if not main or val_set is None:
@@ -595,7 +722,7 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
             (_unwrap(depth_net), _unwrap(pose_net))
         res = evaluate(nets[0], nets[1], val_set, mc, tc, device,
                        int(cfg["eval"]["batch_size"]), gt_frames,
-                       tuple(cfg["eval"]["depth_range"]))
+                       tuple(cfg["eval"]["depth_range"]), pose_log_scale, val_scale_groups)
         logger.scalars(progress["step"], res, "val")
         progress["history"].append({"step": progress["step"], **res})
         better = progress["best_val"] is None or res["photometric"] < progress["best_val"]
@@ -620,9 +747,11 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
                 batch = train_set.batch([order[sl] for sl in slots], rngs)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 for g in optimizer.param_groups:
-                    g["lr"] = _lr_at(progress["step"], tc)
+                    g["lr"] = _lr_at(progress["step"], tc) * g.get("lr_factor", 1.0)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                    out = model_step(depth_net, pose_net, batch, mc, tc)
+                    out = model_step(depth_net, pose_net, batch, mc, tc,
+                                     pose_log_scale=None if pose_log_scale is None
+                                     else pose_log_scale[group_of_source])
                 loss = out["loss"]
                 if not torch.isfinite(loss):
                     raise TrainError(f"loss became {float(loss)} at step {progress['step']}; "
@@ -661,7 +790,10 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
                                           "lr": optimizer.param_groups[0]["lr"],
                                           "seconds_per_step": float(np.mean(t_steps[-50:])),
                                           "translation_norm": out["poses"][0][:, :3, 3]
-                                          .norm(dim=1).mean()})
+                                          .norm(dim=1).mean(),
+                                          **({f"pose_scale/{k}": float(torch.exp(v))
+                                              for k, v in enumerate(pose_log_scale.detach())}
+                                             if pose_log_scale is not None else {})})
                 if main and lc["image_every"] and step % int(lc["image_every"]) == 0:
                     logger.images(step, batch, out)
                 if cfg["eval"]["every_steps"] and step % int(cfg["eval"]["every_steps"]) == 0:

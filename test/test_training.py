@@ -363,6 +363,17 @@ def test_trajectory_poses_replace_the_pose_network_with_a_learned_scale(synth_se
     assert float(torch.exp(one[0] - two[0])) == pytest.approx(2.0, rel=1e-4)
 
 
+def test_a_trajectory_whose_run_lost_tracking_is_flagged(tmp_path):
+    traj = tmp_path / "trajectory.txt"
+    traj.write_text("0.0 0 0 0 0 0 0 1\n")
+    assert D.trajectory_warning(traj) is None                 # no run.json
+    (tmp_path / "run.json").write_text(json.dumps({"tracking": {"lost_frames": 0}}))
+    assert D.trajectory_warning(traj) is None
+    (tmp_path / "run.json").write_text(json.dumps({"tracking": {"lost_frames": 7}}))
+    msg = D.trajectory_warning(traj)
+    assert "lost tracking on 7 frame(s)" in msg and "--frames A:B" in msg
+
+
 def test_training_with_trajectory_poses_resumes_exactly(synth_seq, tmp_path):
     gt = str(synth_seq[0] / "groundtruth.txt")
     base = T.train(_config(tmp_path / "base", synth_seq[0], max_steps=2), log=lambda m: None)
@@ -375,6 +386,7 @@ def test_training_with_trajectory_poses_resumes_exactly(synth_seq, tmp_path):
     lines = []
     full = T.train(cfg(tmp_path / "a"), log=lines.append)
     assert any("trajectory translation scales" in m for m in lines)
+    assert not any("lost tracking" in m for m in lines)   # no run.json beside it: no warning
     a = torch.load(Path(full["out_dir"]) / "last.pt", weights_only=False)
     # the scale started from the base pose network's calibration and then learned
     c = T.load_config(cfg(tmp_path))

@@ -226,6 +226,23 @@ def trajectory_at(path, stamps_ns: np.ndarray, recording: str = "") -> np.ndarra
     return out
 
 
+def trajectory_warning(path) -> str | None:
+    """A warning for a ``vode process`` trajectory whose run (``run.json`` beside it) lost
+    tracking: monocular scale restarts there, and the one scale learned per trajectory would be
+    wrong on one side. None when the run did not lose tracking or there is no ``run.json``."""
+    import json
+    run = Path(path).with_name("run.json")
+    try:
+        lost = int(json.loads(run.read_text())["tracking"]["lost_frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if lost <= 0:
+        return None
+    return (f"{path}: its odometry run lost tracking on {lost} frame(s) ({run}); its scale may "
+            "jump there, and one learned scale per trajectory cannot follow: train on the parts "
+            "between the losses ('vode process --frames A:B' for each, one trajectory each)")
+
+
 MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 

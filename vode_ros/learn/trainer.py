@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from vode_ros.errors import VodeError
 from vode_ros.learn import losses, warping
-from vode_ros.learn.data import SourceSpec, TripletDataset, sample_rng
+from vode_ros.learn.data import SourceSpec, TripletDataset, sample_rng, trajectory_warning
 from vode_ros.learn.networks import (build_networks, check_config, count_parameters,
                                      disparity_to_depth, make_config, normalize,
                                      trained_weights)
@@ -686,6 +686,10 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     logger = Logger(out_dir, enabled=main)
     if main and pose_log_scale is not None:
         firsts = {g: sp for sp, g in reversed(list(zip(train_set.specs, scale_groups)))}
+        for sp in firsts.values():
+            warning = trajectory_warning(sp.poses)
+            if warning:
+                log(f"vode train: warning: {warning}")
         log("vode train: trajectory translation scales (pose network / trajectory at the start; "
             "then learned): " + ", ".join(f"{firsts[g].poses} {float(torch.exp(v)):.4g}"
                                          for g, v in enumerate(pose_log_scale.detach())))

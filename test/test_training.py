@@ -475,6 +475,11 @@ def test_cli_train_then_export_records_data_and_steps(synth_seq, tmp_path):
 def test_ddp_with_torchrun_gloo_world_size_one(synth_seq, tmp_path):
     import yaml
     cfg = _config(tmp_path, synth_seq[0], max_steps=2, device="cpu")
+    # one source warped with its trajectory, one with the pose network: DDP must see every
+    # parameter in every step either way
+    cfg["data"]["train"] = [{"path": str(synth_seq[0]), "stride": 1,
+                             "poses": str(synth_seq[0] / "groundtruth.txt")},
+                            {"path": str(synth_seq[0]), "stride": 2}]
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -484,6 +489,7 @@ def test_ddp_with_torchrun_gloo_world_size_one(synth_seq, tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world size 1" in proc.stderr and "gloo" in proc.stderr
+    assert "trajectory translation scales" in proc.stderr
     assert json.loads(proc.stdout)["step"] == 2
 
 

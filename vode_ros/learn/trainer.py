@@ -685,7 +685,8 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
 
     logger = Logger(out_dir, enabled=main)
     if main and pose_log_scale is not None:
-        firsts = {g: sp for sp, g in reversed(list(zip(train_set.specs, scale_groups)))}
+        firsts = {g: sp for sp, g in reversed(list(zip(train_set.specs, scale_groups)))
+                  if g >= 0}
         for sp in firsts.values():
             warning = trajectory_warning(sp.poses)
             if warning:

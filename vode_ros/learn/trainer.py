@@ -767,6 +767,14 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
                     scaler.unscale_(optimizer)
                 else:
                     loss.backward()
+                if distributed and pose_log_scale is not None:
+                    # the trajectory scales live outside the DDP modules: average their
+                    # gradients by hand so that every rank keeps the same scales
+                    import torch.distributed as dist
+                    if pose_log_scale.grad is None:
+                        pose_log_scale.grad = torch.zeros_like(pose_log_scale)
+                    dist.all_reduce(pose_log_scale.grad)
+                    pose_log_scale.grad /= world
                 if tc.get("grad_clip"):
                     torch.nn.utils.clip_grad_norm_(params, float(tc["grad_clip"]))
                 if scaler is not None:

@@ -736,9 +736,8 @@ class GeometricPose:
                         f"{len(sel)}"
             return None, None
         idx = sel[two.inliers]
-        X0, z1, ang = two.X0, two.z1, two.angle
-        good = np.isfinite(X0).all(1) & (X0[:, 2] > 0) & (z1 > 0) & \
-            (ang >= c.min_triangulation_angle_deg)
+        X0 = two.X0           # finite and in front of both cameras (``essential_pose``)
+        good = two.angle >= c.min_triangulation_angle_deg
         if good.sum() < c.min_inliers // 2:
             step.note = f"essential matrix: {int(good.sum())} points triangulate"
             return None, None

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
 
     from vode_ros.datasets import open_sequence
     from vode_ros.inference import OnnxModel, to_tensor
+    from vode_ros.learn.data import relative_pose, trajectory_at
     from vode_ros.geometry import from_axis_angle_translation
 
     seq = open_sequence(args.input, args.frames)
@@ -60,12 +61,11 @@ def main(argv=None) -> int:
     if any(f.gt_pose is None for f in frames):
         print(f"{args.input}: some frames have no ground-truth pose", file=sys.stderr)
         return 2
-    gt = [f.gt_pose for f in frames]
+    gt = np.stack([f.gt_pose for f in frames])
     model = OnnxModel(args.pose_model, "pose", providers=["CPUExecutionProvider"])
     tensors = [to_tensor(f.image, model.spec) for f in frames]
     traj = None
     if args.trajectory:
-        from vode_ros.learn.data import trajectory_at
         traj = trajectory_at(args.trajectory, np.array([f.stamp_ns for f in frames]),
                              args.input)
     for stride in args.strides:
@@ -73,14 +73,14 @@ def main(argv=None) -> int:
         gt_rot, gt_len = [], []
         for a in range(0, len(frames) - stride, args.every):
             b = a + stride
-            T_gt = np.linalg.inv(gt[a]) @ gt[b]
+            T_gt = relative_pose(gt, a, b)
             gt_rot.append(np.degrees(Rotation.from_matrix(T_gt[:3, :3]).magnitude()))
             gt_len.append(np.linalg.norm(T_gt[:3, 3]))
             vec = model(np.concatenate([tensors[a], tensors[b]], axis=1)).reshape(-1)[:6]
             rows["pose model"].append(pair_errors(from_axis_angle_translation(vec), T_gt))
             if traj is not None:
-                T = np.linalg.inv(traj[a]) @ traj[b]
-                if np.isfinite(T).all():
+                T = relative_pose(traj, a, b)
+                if T is not None:
                     rows["trajectory"].append(pair_errors(T, T_gt))
         print(f"stride {stride}: {len(gt_rot)} pairs, ground truth rotation median "
               f"{np.median(gt_rot):.2f} deg, translation median {100 * np.median(gt_len):.2f} cm")

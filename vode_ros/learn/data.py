@@ -213,7 +213,7 @@ def trajectory_at(path, stamps_ns: np.ndarray, recording: str = "") -> np.ndarra
     if len(t):
         order = np.argsort(t)
         t, P = t[order], P[order]
-        j = np.clip(np.searchsorted(t, stamps_ns), 1, max(len(t) - 1, 1))
+        j = np.searchsorted(t, stamps_ns)
         lo = np.clip(j - 1, 0, len(t) - 1)
         hi = np.clip(j, 0, len(t) - 1)
         near = np.where(np.abs(t[lo] - stamps_ns) <= np.abs(t[hi] - stamps_ns), lo, hi)

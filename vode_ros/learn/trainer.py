@@ -658,11 +658,12 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
         optimizer.add_param_group({"params": [pose_log_scale],
                                    "lr": float(tc["pose_scale_lr"]), "weight_decay": 0.0,
                                    "lr_factor": float(tc["pose_scale_lr"]) / float(tc["lr"])})
-    # held-out sources reading a trajectory the training reads are judged with it (and its scale)
-    by_file = {str(Path(sp.poses).resolve()): g for sp, g in zip(train_set.specs, scale_groups)
-               if sp.poses}
-    val_scale_groups = [by_file.get(str(Path(sp.poses).resolve()), -1) if sp.poses else -1
-                        for sp in val_set.specs] if val_set is not None else None
+    # held-out sources reading a trajectory the training reads are judged with it (and its
+    # scale): groups numbered after the training's are trajectories only the held-out set reads
+    val_scale_groups = None
+    if val_set is not None:
+        both, _ = pose_scale_groups(train_set.specs + val_set.specs)
+        val_scale_groups = [g if g < n_groups else -1 for g in both[len(train_set.specs):]]
     resume_path = None
     if resume is True or resume == "auto":
         cand = out_dir / "last.pt"
@@ -685,14 +686,16 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
 
     logger = Logger(out_dir, enabled=main)
     if main and pose_log_scale is not None:
-        firsts = {g: sp for sp, g in reversed(list(zip(train_set.specs, scale_groups)))
-                  if g >= 0}
-        for sp in firsts.values():
-            warning = trajectory_warning(sp.poses)
+        files: dict = {}           # each scale group's trajectory file
+        for sp, g in zip(train_set.specs, scale_groups):
+            if g >= 0:
+                files.setdefault(g, sp.poses)
+        for path in files.values():
+            warning = trajectory_warning(path)
             if warning:
                 log(f"vode train: warning: {warning}")
         log("vode train: trajectory translation scales (pose network / trajectory at the start; "
-            "then learned): " + ", ".join(f"{firsts[g].poses} {float(torch.exp(v)):.4g}"
+            "then learned): " + ", ".join(f"{files[g]} {float(torch.exp(v)):.4g}"
                                          for g, v in enumerate(pose_log_scale.detach())))
     if main:
         log(f"vode train: {len(train_set)} training triplets ({train_set.describe()}); "

@@ -61,8 +61,9 @@ venv:
 	echo "$$want" > $(STAMP); \
 	echo "venv: ready ($(VENV))"
 
+# timeout: a last cap on the whole run (s), for a hang outside any one test's watchdog
 test: venv
-	$(VPY) -m pytest $(PYTEST_ARGS) test/
+	timeout -k 30 2700 $(VPY) -m pytest $(PYTEST_ARGS) test/
 
 demo: venv
 	$(VENV)/bin/vode demo

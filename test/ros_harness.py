@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vode_ros.ros import conversions as conv
-from vode_ros.ros.replay import GraphPeer
+from vode_ros.ros.spinning import SpunNode
 
 REPO = Path(__file__).resolve().parent.parent
 _COUNTER = [0]
@@ -83,7 +83,7 @@ def _param(v) -> str:
     return str(v)
 
 
-class Peer(GraphPeer):
+class Peer(SpunNode):
     """The test's side of the graph: publishes camera frames, records what the node publishes."""
 
     TOPICS = {"odom": Odometry, "depth/image": Image, "depth/camera_info": CameraInfo,

@@ -30,7 +30,8 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
                        qos_profile_sensor_data)
 
-from vode_ros.ros.bag import BagPlayer, BagRecorder, spun_node  # noqa: E402
+from vode_ros.ros.bag import BagPlayer, BagRecorder  # noqa: E402
+from vode_ros.ros.spinning import spun_node  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N, W, H = 8, 160, 120

@@ -29,20 +29,18 @@ from __future__ import annotations
 import importlib
 import queue
 import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import rclpy
 from rclpy.clock import Clock as RclClock, ClockType
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
 from vode_ros.datasets.bagwriter import (CAMERA_INFO, COMPRESSED, IMAGE, SENSOR_TYPES,
                                          BagError, BagWriter, open_reader, read_error)
+from vode_ros.ros.spinning import spun_node
 
 CLOCK_TOPIC = "/clock"
 RESET_SERVICE_SUFFIX = "vode_node/reset"
@@ -89,34 +87,6 @@ def publisher_qos(topic: str, msgtype: str, offered=()) -> QoSProfile:
 
 def _absolute(topic: str) -> str:
     return topic if topic.startswith("/") else "/" + topic
-
-
-# -- a node of our own, spun in the background ---------------------------------------------------
-@contextmanager
-def spun_node(name: str, domain_id: int | None = None):
-    """An rclpy node on its own context, spun by an executor thread, shut down on exit."""
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain_id)
-    node = rclpy.create_node(name, context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-
-    def spin():
-        try:
-            executor.spin()
-        except Exception as exc:  # noqa: BLE001
-            if context.ok():      # not just the context going down under the executor
-                print(f"{name}: executor stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-    thread = threading.Thread(target=spin, name=f"{name}_spin", daemon=True)
-    thread.start()
-    try:
-        yield node
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        thread.join(timeout=2.0)
 
 
 @contextmanager

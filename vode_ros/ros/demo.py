@@ -114,7 +114,8 @@ def run_one(path: Path, out: Path, frames: str | None, rate_hz: float,
             extra_params: list[str], cache: Path = CACHE, domain_id: int | None = None) -> dict:
     from vode_ros.datasets import open_sequence
     from vode_ros.datasets.bagwriter import BagError
-    from vode_ros.ros.bag import BagPlayer, BagRecorder, spun_node
+    from vode_ros.ros.bag import BagPlayer, BagRecorder
+    from vode_ros.ros.spinning import spun_node
 
     if not rate_hz > 0:
         raise ValueError(f"--rate must be positive, got {rate_hz}")

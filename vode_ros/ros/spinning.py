@@ -5,9 +5,10 @@ Used by ``vode bag`` (player and recorder), ``vode demo`` and the tests' graph p
 Why the order matters: rclpy does not support destroying a node, its executor's guard condition
 or its context while another thread is inside ``executor.spin()`` waiting on them (ros2/rclpy
 #255, #663, #968 are the known races; with Fast DDS they end in a segfault or a hang). So the
-spin thread here runs ``spin_once`` with a short timeout and checks a stop flag between calls;
-``close`` sets the flag, waits for the thread to leave, and only then shuts the executor down,
-destroys the node and shuts the context down, all from the calling thread.
+spin thread here runs ``spin_once`` in a loop and checks a stop flag between calls; ``close`` sets
+the flag, wakes the wait with a guard condition of the node's own (``Executor.wake`` does not end
+a ``spin_once``), waits for the thread to leave, and only then shuts the executor down, destroys
+the node and shuts the context down, all from the calling thread.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from contextlib import contextmanager
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-# How long one spin_once may wait before the stop flag is checked again (s): the latency of close.
-SPIN_PERIOD_S = 0.05
+# The longest one spin_once waits before the stop flag is checked again (s). close() wakes it at
+# once; this only bounds close when a wake is missed.
+SPIN_PERIOD_S = 1.0
 
 
 class SpunNode:
@@ -33,6 +35,7 @@ class SpunNode:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
+        self._wake = self.node.create_guard_condition(lambda: None)
         self._closed = False
         self.thread = threading.Thread(target=self._spin, name=f"{name}_spin", daemon=True)
         self.thread.start()
@@ -54,6 +57,7 @@ class SpunNode:
             return True
         self._closed = True
         self._stop.set()
+        self._wake.trigger()
         self.thread.join(timeout=join_timeout_s)
         left = not self.thread.is_alive()
         self.executor.shutdown(timeout_sec=1.0)

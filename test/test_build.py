@@ -176,3 +176,29 @@ def test_large_images_cross_processes_with_the_shm_profile(ros_env):
                         "--domain-id", ros_env["ROS_DOMAIN_ID"]],
                        env=ros_env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+
+
+def test_a_test_deadlocked_in_c_with_the_gil_held_ends_the_run_with_its_stack(tmp_path):
+    """The suite's own pytest settings (setup.cfg): a thread blocked in C with the GIL held is out
+    of pytest-timeout's reach, so faulthandler's watchdog must end the run and name the test."""
+    (tmp_path / "test_stuck.py").write_text(textwrap.dedent("""
+        import ctypes
+
+        def test_stuck_in_c():
+            libc = ctypes.PyDLL(None)               # PyDLL: the call keeps the GIL
+            mutex = ctypes.create_string_buffer(64)  # a zeroed pthread_mutex_t
+            libc.pthread_mutex_lock(mutex)
+            libc.pthread_mutex_lock(mutex)          # locks itself out for good
+
+        def test_never_reached():
+            pass
+    """))
+    # the repo's setup.cfg, only the watchdog shortened to keep the test quick
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-c", str(REPO / "setup.cfg"), "--rootdir", str(tmp_path),
+                           "-o", "faulthandler_timeout=3", str(tmp_path / "test_stuck.py")],
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Timeout" in out and "test_stuck_in_c" in out, out
+    assert "passed" not in out, out

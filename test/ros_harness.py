@@ -30,6 +30,16 @@ def unique_domain_id() -> int:
     return 1 + (os.getpid() * 7 + _COUNTER[0] * 13) % 200
 
 
+def wait_until(predicate, timeout: float = 20.0, period: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` s pass; its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(period)
+    return predicate()
+
+
 def ros_environment(domain_id: int) -> dict:
     env = dict(os.environ)
     env.update({"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -130,12 +140,7 @@ class Peer(SpunNode):
                     v.clear()
 
     def wait_for(self, predicate, timeout: float = 20.0, period: float = 0.05) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(period)
-        return predicate()
+        return wait_until(predicate, timeout, period)
 
     def wait_matched(self, timeout: float = 20.0) -> bool:
         return self.wait_for(lambda: self.pub_image.get_subscription_count() > 0

@@ -32,6 +32,7 @@ from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa:
 
 from vode_ros.ros.bag import BagPlayer, BagRecorder  # noqa: E402
 from vode_ros.ros.spinning import spun_node  # noqa: E402
+from ros_harness import wait_until  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N, W, H = 8, 160, 120
@@ -40,15 +41,6 @@ MH, MW = 48, 64          # model input size
 
 def _ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def _wait(pred, timeout=10.0, period=0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return pred()
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +215,7 @@ def test_play_publishes_images_with_their_stamps_and_clock(assets, ros_env):
             t0 = time.monotonic()
             stats = player.play()
             wall = time.monotonic() - t0
-            assert _wait(lambda: len(images) == N, 5.0)
+            assert wait_until(lambda: len(images) == N, 5.0)
     stamps = [f.stamp_ns for f in assets["frames"]]
     assert [_ns(m.header) for m in images] == stamps
     assert all((m.encoding, m.width, m.height) == ("rgb8", W, H) for m in images)
@@ -256,11 +248,11 @@ def test_play_loop_calls_the_node_reset_service(assets, ros_env):
             player = BagPlayer(node, assets["bag"], rate=4.0, loop=True,
                                topics=["/camera/image_raw"], wait_for_subscribers=20.0,
                                clock=False)
-            assert _wait(lambda: player.reset_services() == ["/vode_node/reset"], 10.0)
+            assert wait_until(lambda: player.reset_services() == ["/vode_node/reset"], 10.0)
             stop = threading.Event()
             thread = threading.Thread(target=lambda: player.play(stop))
             thread.start()
-            ok = _wait(lambda: len(resets) >= 1 and len(images) > N + 1, 20.0)
+            ok = wait_until(lambda: len(resets) >= 1 and len(images) > N + 1, 20.0)
             stop.set()
             thread.join(10.0)
     assert ok and not thread.is_alive()
@@ -307,8 +299,8 @@ def test_record_writes_what_the_graph_publishes(tmp_path, ros_env):
         with spun_node("bag_test_rec", domain) as node:
             rec = BagRecorder(node, out, ["/odom", "tf_static", "/sensor_odom", "/never"],
                               every={"/sensor_odom": 5})
-            assert _wait(lambda: rec.missing() == ["/never"], 10.0), rec.missing()
-            assert _wait(lambda: pub_odom.get_subscription_count() == 1 and
+            assert wait_until(lambda: rec.missing() == ["/never"], 10.0), rec.missing()
+            assert wait_until(lambda: pub_odom.get_subscription_count() == 1 and
                          pub_best.get_subscription_count() == 1, 10.0)
             for i in range(n):
                 h = Header(frame_id="odom")
@@ -316,7 +308,7 @@ def test_record_writes_what_the_graph_publishes(tmp_path, ros_env):
                 pub_odom.publish(Odometry(header=h, child_frame_id="base_link"))
                 pub_best.publish(Odometry(header=h))
                 time.sleep(0.01)
-            assert _wait(lambda: rec.counts().get("/odom") == n and
+            assert wait_until(lambda: rec.counts().get("/odom") == n and
                          rec.counts().get("/tf_static") == 1, 10.0), rec.counts()
             summary = rec.stop()
     assert summary["topics"]["/odom"] == {"type": "nav_msgs/msg/Odometry", "messages": n}
@@ -351,7 +343,7 @@ def test_record_command_closes_the_bag_on_sigint(tmp_path, ros_env):
     try:
         with spun_node("bag_test_chatter", int(ros_env["ROS_DOMAIN_ID"])) as node:
             pub = node.create_publisher(String, "/chatter", 10)
-            assert _wait(lambda: pub.get_subscription_count() == 1, 30.0), "".join(lines)
+            assert wait_until(lambda: pub.get_subscription_count() == 1, 30.0), "".join(lines)
             for i in range(7):
                 pub.publish(String(data=f"hello {i}"))
             time.sleep(1.0)

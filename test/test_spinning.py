@@ -11,7 +11,7 @@ pytest.importorskip("rclpy")
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from ros_harness import ros_environment, unique_domain_id  # noqa: E402
+from ros_harness import ros_environment, unique_domain_id, wait_until  # noqa: E402
 from vode_ros.ros.spinning import SPIN_PERIOD_S, SpunNode  # noqa: E402
 
 
@@ -22,13 +22,6 @@ def domain(monkeypatch):
         if k.startswith(("ROS_", "FASTDDS_")):
             monkeypatch.setenv(k, v)
     return d
-
-
-def _wait(predicate, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not predicate():
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_callbacks_run_in_the_background_and_a_raising_one_does_not_stop_the_spin(domain, capfd):
@@ -43,11 +36,11 @@ def test_callbacks_run_in_the_background_and_a_raising_one_does_not_stop_the_spi
     with SpunNode("spin_sub", domain) as sub, SpunNode("spin_pub", domain) as pub:
         sub.node.create_subscription(String, "chatter", cb, qos)
         publisher = pub.node.create_publisher(String, "chatter", qos)
-        assert _wait(lambda: publisher.get_subscription_count() > 0)
+        assert wait_until(lambda: publisher.get_subscription_count() > 0)
         publisher.publish(String(data="boom"))
-        assert _wait(lambda: got == ["boom"])
+        assert wait_until(lambda: got == ["boom"])
         publisher.publish(String(data="after"))
-        assert _wait(lambda: got == ["boom", "after"]), got
+        assert wait_until(lambda: got == ["boom", "after"]), got
         assert sub.thread.is_alive()
     assert "callback raised RuntimeError: callback failed on purpose" in capfd.readouterr().err
 

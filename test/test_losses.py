@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -98,3 +100,20 @@ def test_stereo_loss_is_lowest_at_the_true_metric_depth():
                                                K, inv_K)[..., 3:W - 3].mean())
             for z in (2.5, 5.0, 10.0)}
     assert errs[Z] < 1e-4 and errs[Z] < errs[2.5] and errs[Z] < errs[10.0]
+
+
+def test_pose_fit_on_hand_made_poses():
+    from scipy.spatial.transform import Rotation
+    eye = torch.eye(4).expand(2, 4, 4).clone()
+    assert torch.equal(losses.pose_fit(eye, eye), torch.zeros(2))
+    theta = 0.1
+    turned = eye.clone()
+    turned[0, :3, :3] = torch.tensor(Rotation.from_rotvec([0, 0, theta]).as_matrix(),
+                                     dtype=torch.float32)
+    turned[1, :3, 3] = torch.tensor([0.3, 0.0, -0.6])
+    fit = losses.pose_fit(turned, eye)
+    # four entries move: cos by 1 - cos(θ) twice, sin by sin(θ) twice; nine entries in all
+    assert float(fit[0]) == pytest.approx((2 * (1 - np.cos(theta)) + 2 * np.sin(theta)) / 9,
+                                          rel=1e-5)
+    assert float(fit[1]) == pytest.approx(0.9 / 3, rel=1e-6)   # |0.3| + |-0.6| over three
+    assert torch.equal(losses.pose_fit(turned, eye), losses.pose_fit(eye, turned))

@@ -522,3 +522,46 @@ def test_shipped_models_are_trained_and_beat_constant_depth():
         const_rel.append(np.mean(np.abs(np.median(g) - g) / g))
     # a wide margin over the constant map (the words): under 70 % of its error
     assert rel and np.mean(rel) < 0.7 * np.mean(const_rel)
+
+
+def test_pose_distillation_fits_the_trajectory_and_leaves_a_frozen_depth_alone(synth_seq,
+                                                                                tmp_path):
+    from vode_ros.datasets import generate_sequence
+    seq = generate_sequence(tmp_path / "turn", scene="room", trajectory="turn", n_frames=14,
+                            width=128, height=96, seed=3)      # turns: rotation to learn
+    gt = str(seq / "groundtruth.txt")
+    base = T.train(_config(tmp_path / "base", seq, max_steps=2), log=lambda m: None)
+    start = torch.load(Path(base["out_dir"]) / "last.pt", weights_only=False)
+
+    def cfg(tmp, **train):
+        c = _config(tmp, seq, init_from=str(Path(base["out_dir"]) / "last.pt"),
+                    pose_distill=1.0, depth_lr_factor=0.0, lr=2e-3, max_steps=40,
+                    pose_scale_lr=0.0, **train)     # a fixed target: the scale stays put
+        c["data"]["flip_prob"] = 0.0
+        c["data"]["train"] = [{"path": str(seq), "stride": 1, "poses": gt}]
+        c["data"]["val"] = [{"path": str(seq), "frames": "8:14", "stride": 1, "poses": gt}]
+        c["eval"].update(at_start=True, select_by="pose_fit", every_steps=20)
+        return c
+    out = T.train(cfg(tmp_path / "a"), log=lambda m: None)
+    fits = [h["pose_fit"] for h in out["history"]]
+    assert len(fits) == 3 and fits[-1] < 0.7 * fits[0], fits   # at start, steps 20, 40
+    assert out["best_val"] == {"pose_fit": min(fits)}
+    best = torch.load(Path(out["out_dir"]) / "best.pt", weights_only=False)
+    assert best["step"] == start["step"] + out["history"][int(np.argmin(fits))]["step"]
+    last = torch.load(Path(out["out_dir"]) / "last.pt", weights_only=False)
+    for k, v in start["depth"].items():        # frozen: weights and batch-norm statistics
+        assert torch.equal(v, last["depth"][k]), k
+    assert any(not torch.equal(v, last["pose"][k]) for k, v in start["pose"].items())
+    # what cannot work says so
+    bad = cfg(tmp_path / "b")
+    bad["train"]["pose_distill"] = 0.0
+    with pytest.raises(T.TrainError, match="pose_fit needs train.pose_distill"):
+        T.train(bad, log=lambda m: None)
+    bad = cfg(tmp_path / "c")
+    bad["data"]["val"] = [{"path": str(seq), "frames": "8:14", "stride": 1}]
+    with pytest.raises(T.TrainError, match="held-out evaluation gave only"):
+        T.train(bad, log=lambda m: None)
+    bad = cfg(tmp_path / "d")
+    bad["train"]["depth_lr_factor"] = -1
+    with pytest.raises(T.TrainError, match="depth_lr_factor must be >= 0"):
+        T.train(bad, log=lambda m: None)

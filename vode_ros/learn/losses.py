@@ -103,3 +103,13 @@ def stereo_photometric(target: torch.Tensor, other: torch.Tensor, depth: torch.T
 
     T = stereo_transform(baseline_m, target.shape[0], sign, target.dtype, target.device)
     return photometric_error(warp(other, depth, T, K, inv_K), target)
+
+
+def pose_fit(T_pred: torch.Tensor, T_ref: torch.Tensor) -> torch.Tensor:
+    """How far predicted relative poses ``[B, 4, 4]`` are from reference ones, per sample ``[B]``:
+    the mean absolute difference of the rotation matrices' nine entries plus that of the three
+    translation entries (in the translation's unit). A rotation by a small angle θ about one axis
+    differs from the identity by about θ in four entries, so the rotation part is ~4θ/9."""
+    rot = (T_pred[:, :3, :3] - T_ref[:, :3, :3]).abs().flatten(1).mean(1)
+    trans = (T_pred[:, :3, 3] - T_ref[:, :3, 3]).abs().mean(1)
+    return rot + trans

@@ -80,6 +80,10 @@ DEFAULTS = {
                                    # e.g. at a larger size); its optimiser and progress are not used
         "pose_scale_lr": 1e-3,     # learning rate of the per-recording log scale of the
                                    # translations of sources with a ``poses`` trajectory
+        "pose_distill": 0.0,       # > 0: the pose network also learns the trajectory's relative
+                                   # poses (losses.pose_fit, translation in the learned scale),
+                                   # weighted by this, on samples whose source has ``poses``
+        "depth_lr_factor": 1.0,    # the depth network's learning rate / lr; 0 freezes it
     },
     "log": {
         "every": 25,
@@ -93,6 +97,9 @@ DEFAULTS = {
         "at_start": False,         # also before the first step (a fine-tuning run's baseline)
         "batch_size": 8,
         "depth_range": [0.1, 10.0],
+        "select_by": "photometric",  # what picks best.pt: the held-out photometric loss, or
+                                     # pose_fit (held-out pose network vs trajectory; needs
+                                     # train.pose_distill > 0 and held-out sources with poses)
     },
 }
 
@@ -193,7 +200,9 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
 
     Samples with ``has_pose`` (their recording has a ``poses`` trajectory) are warped with those
     poses (translation scaled by ``pose_log_scale``), the others with the pose network's; the
-    pose network is not run when every sample has poses (it then learns nothing)."""
+    pose network is not run when every sample has poses (it then learns nothing), unless
+    ``train.pose_distill`` > 0: it then also fits those poses (``losses.pose_fit``, reported as
+    ``pose_fit``), weighted by that."""
     images, aug = batch["images"], batch["aug"]
     K, inv_K = batch["K"], batch["inv_K"]
     target = images[:, 1]
@@ -202,13 +211,21 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
     n_scales = int(train_cfg.get("num_scales", 4))
     disps = depth_net(normalize(aug[:, 1], config))[:n_scales]
     has = batch.get("has_pose")
+    distill = float(train_cfg.get("pose_distill") or 0.0)
+    fit = None
     if has is not None and bool(has.any()):
         known = known_poses(batch, pose_log_scale)
-        if bool(has.all()) and not hasattr(pose_net, "module"):  # (DDP: every rank runs it)
-            poses = known
+        if bool(has.all()) and not hasattr(pose_net, "module") and distill <= 0:
+            poses = known                                   # (DDP: every rank runs the net)
         else:
             net = predict_poses(pose_net, aug, config)
             poses = [torch.where(has[:, None, None], k, n) for k, n in zip(known, net)]
+            if distill > 0:
+                # the target's scale is the depth's to learn (photometric), not the fit's
+                ref = known_poses(batch, None if pose_log_scale is None
+                                  else pose_log_scale.detach())
+                fit = sum(losses.pose_fit(n[has].float(), r[has].float()).mean()
+                          for n, r in zip(net, ref)) / 2
     else:
         poses = predict_poses(pose_net, aug, config)
     if "stereo" in batch:
@@ -261,7 +278,11 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
             out.update(disp=disp.detach(), warped=[x.detach() for x in warped],
                        mask=None if mask is None else mask.detach(), photometric0=photo.detach())
     n = len(disps)
-    out.update(loss=total / n, photometric=photo_sum / n, smoothness=smooth_sum / n,
+    loss = total / n
+    if fit is not None:
+        loss = loss + distill * fit
+        out["pose_fit"] = fit.detach()
+    out.update(loss=loss, photometric=photo_sum / n, smoothness=smooth_sum / n,
                poses=[p.detach() for p in poses])
     return out
 
@@ -459,7 +480,8 @@ def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train_c
              pose_log_scale: torch.Tensor | None = None, scale_of_source=None) -> dict:
     """Held-out photometric loss (scale 0, no augmentation, automask without noise) and, where
     ``gt_frames`` (``[(image_uint8_resized, gt_depth_m)]``) are given, depth abs_rel / a1 after
-    per-image median scaling. For reporting and model selection by the photometric loss only.
+    per-image median scaling. For reporting and model selection by the photometric loss (or
+    ``pose_fit``, with ``train.pose_distill`` > 0: the pose network against the trajectory).
 
     Warps use the pose network, except for held-out sources whose ``poses`` trajectory is one
     the training reads (``scale_of_source[k]``: its index in ``pose_log_scale``, -1 for none):
@@ -469,6 +491,7 @@ def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train_c
     pose_net.eval()
     cfg = dict(train_cfg, num_scales=1)
     total, n = 0.0, 0
+    fit_total, fit_n = 0.0, 0
     for i in range(0, len(dataset), batch_size):
         idx = list(range(i, min(i + batch_size, len(dataset))))
         batch = {k: v.to(device) for k, v in dataset.batch(idx).items()}
@@ -483,7 +506,12 @@ def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train_c
                          pose_log_scale=log_scale)
         total += float(out["photometric"]) * len(idx)
         n += len(idx)
+        if "pose_fit" in out:
+            k = int(batch["has_pose"].sum())
+            fit_total, fit_n = fit_total + float(out["pose_fit"]) * k, fit_n + k
     result = {"photometric": total / max(n, 1)}
+    if fit_n:
+        result["pose_fit"] = fit_total / fit_n
     if gt_frames:
         result.update(depth_metrics(depth_net, gt_frames, config, device, depth_range))
     depth_net.train(was[0])
@@ -630,9 +658,28 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     depth_net, pose_net = build_networks(mc, seed=seed)
     depth_net.to(device).train()
     pose_net.to(device).train()
-    params = list(depth_net.parameters()) + list(pose_net.parameters())
-    optimizer = torch.optim.Adam(params, lr=float(tc["lr"]),
+    depth_factor = float(tc.get("depth_lr_factor", 1.0))
+    if depth_factor < 0:
+        raise TrainError(f"train.depth_lr_factor must be >= 0, got {depth_factor}")
+    if depth_factor == 0:
+        # frozen: no gradients through it, and batch norm keeps its running statistics
+        depth_net.requires_grad_(False)
+        depth_net.eval()
+    if depth_factor == 1.0:     # one group, the layout of earlier checkpoints (resume)
+        groups = [{"params": list(depth_net.parameters()) + list(pose_net.parameters())}]
+    else:
+        groups = [{"params": list(pose_net.parameters())}]
+        if depth_factor > 0:
+            groups.append({"params": list(depth_net.parameters()), "lr_factor": depth_factor,
+                           "lr": float(tc["lr"]) * depth_factor})
+    params = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.Adam(groups, lr=float(tc["lr"]),
                                  weight_decay=float(tc.get("weight_decay") or 0.0))
+    select_by = cfg["eval"].get("select_by", "photometric")
+    if select_by not in ("photometric", "pose_fit"):
+        raise TrainError(f"eval.select_by must be photometric or pose_fit, got {select_by!r}")
+    if select_by == "pose_fit" and not float(tc.get("pose_distill") or 0.0) > 0:
+        raise TrainError("eval.select_by: pose_fit needs train.pose_distill > 0")
     use_amp = bool(tc.get("amp")) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
@@ -681,7 +728,8 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == "cuda" else None
-        depth_net = DDP(depth_net, device_ids=ids)
+        if depth_factor > 0:           # (DDP refuses a module with nothing to train)
+            depth_net = DDP(depth_net, device_ids=ids)
         pose_net = DDP(pose_net, device_ids=ids)
 
     logger = Logger(out_dir, enabled=main)
@@ -733,9 +781,13 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
                        tuple(cfg["eval"]["depth_range"]), pose_log_scale, val_scale_groups)
         logger.scalars(progress["step"], res, "val")
         progress["history"].append({"step": progress["step"], **res})
-        better = progress["best_val"] is None or res["photometric"] < progress["best_val"]
+        if select_by not in res:
+            raise TrainError(f"eval.select_by: {select_by}, but the held-out evaluation gave "
+                             f"only {sorted(res)} (pose_fit needs held-out sources with poses "
+                             "that the training also reads)")
+        better = progress["best_val"] is None or res[select_by] < progress["best_val"]
         if better:
-            progress["best_val"] = res["photometric"]
+            progress["best_val"] = res[select_by]
         log(f"vode train: step {progress['step']} held-out " +
             ", ".join(f"{k} {v:.4f}" for k, v in res.items() if isinstance(v, float)) +
             (" (best)" if better else ""))
@@ -800,6 +852,8 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
                     bar.set_postfix(loss=f"{lv:.4f}", epoch=progress["epoch"])
                 if main and step % int(lc["every"]) == 0:
                     logger.scalars(step, {"loss": lv, "photometric": out["photometric"],
+                                      **({"pose_fit": out["pose_fit"]} if "pose_fit" in out
+                                         else {}),
                                           "smoothness": out["smoothness"],
                                           "automask_fraction": None if out["mask"] is None
                                           else out["mask"].mean(),
@@ -840,7 +894,9 @@ def train(config, resume: str | bool | None = None, overrides: dict | None = Non
     summary = {"out_dir": str(out_dir), "step": progress["step"], "epoch": progress["epoch"],
                "first_loss": first_loss, "last_loss": last_loss,
                "seconds_per_step": float(np.mean(t_steps)) if t_steps else None,
-               "best_val_photometric": progress["best_val"], "history": progress["history"],
+               "best_val_photometric": progress["best_val"] if select_by == "photometric"
+               else None, "best_val": {select_by: progress["best_val"]},
+               "history": progress["history"],
                "trained_on": trained_on}
     if main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -4,7 +4,8 @@ Used by ``vode bag`` (player and recorder), ``vode demo`` and the tests' graph p
 
 Why the order matters: rclpy does not support destroying a node, its executor's guard condition
 or its context while another thread is inside ``executor.spin()`` waiting on them (ros2/rclpy
-#255, #663, #968 are the known races; with Fast DDS they end in a segfault or a hang). So the
+#255 and #663: segfaults; #968: a race in executor shutdown). This project's CI once hung with
+the GIL held in a test whose peer was torn down that way; the cause was not pinned. So the
 spin thread here runs ``spin_once`` in a loop and checks a stop flag between calls; ``close`` sets
 the flag, wakes the wait with a guard condition of the node's own (``Executor.wake`` does not end
 a ``spin_once``), waits for the thread to leave, and only then shuts the executor down, destroys

@@ -6,6 +6,7 @@ present, else a synthetic room), on a unique ROS_DOMAIN_ID with localhost discov
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -256,6 +257,9 @@ def test_warns_when_a_matched_publisher_sends_nothing(graph):
 def test_clean_shutdown_on_sigint(graph):
     node, peer = graph
     assert node.stop() == 0, node.log()
+    # it says what shutting down took, step by step (where it waited, if it ever hangs)
+    assert re.search(r"\[vode_node\]: stopped in [0-9.]+ s \(worker [0-9.]+ s, node [0-9.]+ s\)",
+                     node.log()), node.log()
 
 
 # -- nodes of their own ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ services ``~/save_map`` / ``~/load_map`` (std_srvs/Trigger, file ``loop_closure.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 
@@ -480,13 +481,22 @@ class VodeNode(Node):
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=statuses))
 
-    def shutdown(self):
+    def shutdown(self) -> str:
+        """Stop the worker and the back-end; returns what each step took (for the log: a node
+        that does not exit promptly then says where it waited)."""
+        steps = []
+        t = time.monotonic()
         self.running = False
         with self.mailbox_cv:
             self.mailbox_cv.notify_all()
         self.worker.join(timeout=5.0)
+        steps.append(f"worker {time.monotonic() - t:.2f} s"
+                     + (" (still in a frame, left)" if self.worker.is_alive() else ""))
         if self.lc is not None:
+            t = time.monotonic()
             self.lc.stop(timeout=5.0)
+            steps.append(f"loop closure {time.monotonic() - t:.2f} s")
+        return ", ".join(steps)
 
 
 def main(args=None):
@@ -499,8 +509,15 @@ def main(args=None):
         pass
     finally:
         if node is not None:
-            node.shutdown()
+            t0 = time.monotonic()
+            # (printed: /rosout's publisher is gone with the context after Ctrl-C)
+            name = node.get_name()
+            print(f"[INFO] [{name}]: shutting down", file=sys.stderr, flush=True)
+            steps = node.shutdown()
+            t = time.monotonic()
             node.destroy_node()
+            print(f"[INFO] [{name}]: stopped in {time.monotonic() - t0:.2f} s ({steps}, "
+                  f"node {time.monotonic() - t:.2f} s)", file=sys.stderr, flush=True)
         if rclpy.ok():
             rclpy.shutdown()
 

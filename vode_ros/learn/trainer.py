@@ -222,10 +222,8 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train_cfg: dict,
             poses = [torch.where(has[:, None, None], k, n) for k, n in zip(known, net)]
             if distill > 0:
                 # the target's scale is the depth's to learn (photometric), not the fit's
-                ref = known_poses(batch, None if pose_log_scale is None
-                                  else pose_log_scale.detach())
-                fit = sum(losses.pose_fit(n[has].float(), r[has].float()).mean()
-                          for n, r in zip(net, ref)) / 2
+                fit = sum(losses.pose_fit(n[has].float(), k[has].detach().float()).mean()
+                          for n, k in zip(net, known)) / 2
     else:
         poses = predict_poses(pose_net, aug, config)
     if "stereo" in batch:

@@ -41,8 +41,16 @@ def from_quaternion_xyzw(translation, quat_xyzw) -> np.ndarray:
     return make_transform(Rotation.from_quat(quat_xyzw), translation)
 
 
+def rotation_angle_rad(T: np.ndarray) -> float:
+    """The angle of the rotation of ``T`` (a 4x4 transform or a 3x3 rotation), in radians: the
+    one home of this formula (scipy's Rotation: accurate near 0, where arccos of the trace is not,
+    and it orthonormalises a slightly drifted matrix instead of giving NaN)."""
+    return float(Rotation.from_matrix(np.asarray(T, dtype=float)[:3, :3]).magnitude())
+
+
 def rotation_angle_deg(T: np.ndarray) -> float:
-    return float(np.degrees(Rotation.from_matrix(T[:3, :3]).magnitude()))
+    """The angle of the rotation of ``T`` (4x4 or 3x3), in degrees."""
+    return float(np.degrees(rotation_angle_rad(T)))
 
 
 def log_se3_approx(T: np.ndarray) -> np.ndarray:

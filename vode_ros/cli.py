@@ -25,15 +25,15 @@ def _load(args):
 # -- vode config ---------------------------------------------------------------------------------
 def _add_config(sub):
     p = sub.add_parser("config", help="print the node parameter file generated from the schema")
-    p.add_argument("--markdown", action="store_true", help="print README's parameter table")
+    p.add_argument("--markdown", action="store_true", help="print the parameter page (docs/parameters.md)")
     _config_args(p)
     p.set_defaults(func=_run_config)
 
 
 def _run_config(args):
-    from vode_ros.config import dump_parameter_yaml, parameter_table_markdown
+    from vode_ros.config import dump_parameter_yaml, parameter_page_markdown
     cfg = _load(args)
-    sys.stdout.write(parameter_table_markdown(cfg) if args.markdown else dump_parameter_yaml(cfg))
+    sys.stdout.write(parameter_page_markdown(cfg) if args.markdown else dump_parameter_yaml(cfg))
     return 0
 
 

@@ -33,7 +33,8 @@ class ModelsConfig:
                     "Depth model (ONNX, vode model contract). A relative path resolves against the "
                     "working directory, then the package share directory, then the source tree.")
     pose: str = _p("models/pose.onnx",
-                   "Pose model (ONNX, vode model contract), used by the network pose backend.")
+                   "Pose model (ONNX, vode model contract): the network pose backend's estimate, "
+                   "and the hybrid backend's initial guess and fallback.")
     providers: list = _p(["TensorrtExecutionProvider", "CUDAExecutionProvider",
                           "CPUExecutionProvider"],
                          "ONNX Runtime execution providers in order of preference; the first that "
@@ -93,9 +94,10 @@ class PoseConfig:
         "to the learned depth at each keyframe; metric with a metric depth model), "
         "'triangulation' (propagated through points shared by consecutive keyframes; relative), "
         "'ground' (pose.camera_height_m over a fitted ground plane; metric) or 'auto' ('depth' "
-        "when the depth model's metadata says it was trained, else 'triangulation'). The "
-        "shipped relative depth model, trained mostly indoors, gives a less consistent scale "
-        "than triangulation (KITTI 06 ATE 0.80 m with 'depth', 0.021 m with 'triangulation').",
+        "when the depth model's metadata says it was trained, else 'triangulation'). Keep "
+        "'triangulation' with a relative depth model; choose 'depth' with a depth model trained "
+        "for the scenes it sees (its scale then sets the trajectory's), 'ground' for a camera at "
+        "a known height over textured ground.",
         choices=("auto", "depth", "triangulation", "ground"))
     camera_height_m: float = _p(
         0.0, "Camera height above the ground (metres) for pose.scale_source 'ground'.",
@@ -146,9 +148,9 @@ class PoseConfig:
         low=0.05, high=100.0)
     essential_method: str = _p(
         "accurate", "Essential-matrix robust estimator: 'accurate' (OpenCV USAC_ACCURATE: USAC "
-        "with graph-cut local optimisation; about 3x cheaper than MAGSAC++ here with the same "
-        "inliers), 'magsac' (USAC_MAGSAC, MAGSAC++) or 'ransac' (classic RANSAC, five-point "
-        "solver).", choices=("accurate", "magsac", "ransac"))
+        "with graph-cut local optimisation; cheaper than MAGSAC++), 'magsac' (USAC_MAGSAC, "
+        "MAGSAC++) or 'ransac' (classic RANSAC, five-point solver).",
+        choices=("accurate", "magsac", "ransac"))
     min_inliers: int = _p(
         30, "Essential-matrix inliers needed for a two-view estimate.", low=8, high=100000)
     min_inlier_ratio: float = _p(
@@ -261,10 +263,10 @@ class LoopClosureConfig:
         1.0, "Triangulated points with a smaller parallax angle are not used (degrees).",
         low=0.0, high=90.0)
     min_gap_keyframes: int = _p(
-        20, "Loop candidates are at least this many keyframes older than the query (same "
-        "session; a loaded map's keyframes are always candidates).", low=1, high=1000000)
+        20, "Loop candidates are at least this many keyframes older than the query (within one "
+        "odometry run; a loaded map's keyframes are always candidates).", low=1, high=1000000)
     min_revisit_ratio: float = _p(
-        2.0, "A candidate of the same session is a revisit only when the odometry path "
+        2.0, "A candidate of the same odometry run is a revisit only when the odometry path "
         "travelled since it is at least this many times the distance between the two (moving "
         "on while seeing the same place is no loop).", low=0.0, high=1000.0)
     min_score: float = _p(
@@ -322,8 +324,8 @@ class LoopClosureConfig:
         "(the depth's scale error moves the PnP translation along itself).",
         low=1e-6, high=100.0)
     loop_scale_sigma: float = _p(
-        0.1, "Log-scale standard deviation of a loop edge (the relative scale of two "
-        "keyframes' depths: triangulated depths carry 10-20 % per keyframe).",
+        0.1, "Log-scale standard deviation of a loop edge (the uncertainty of the relative "
+        "scale of two keyframes' depths; raise it when keyframe depths are noisy).",
         low=1e-6, high=10.0)
     robust_kernel: str = _p(
         "huber", "Robust kernel of loop edges: 'huber' (converges from a drifted start), "
@@ -347,8 +349,9 @@ class RosConfig:
     publish_camera_tf: bool = _p(True, "Broadcast the static TF base_link -> camera_optical_frame.",
                                  node_only=True)
     publish_odom: bool = _p(True, "Publish nav_msgs/Odometry on odom.", node_only=True)
-    publish_depth: bool = _p(True, "Publish depth/image (32FC1 metres, NaN invalid) and "
-                             "depth/camera_info.", node_only=True)
+    publish_depth: bool = _p(True, "Publish depth/image (32FC1 in the odometry's unit: metres "
+                             "with a metric model; NaN invalid) and depth/camera_info.",
+                             node_only=True)
     publish_path: bool = _p(True, "Publish nav_msgs/Path on path.", node_only=True)
     path_max_poses: int = _p(2000, "Poses kept in the published path (oldest dropped).",
                              low=1, high=10000000, node_only=True)
@@ -525,7 +528,7 @@ def dump_parameter_yaml(cfg: VodeConfig | None = None) -> str:
 
 
 def parameter_table_markdown(cfg: VodeConfig | None = None) -> str:
-    """The README's parameter table, generated from the schema (a test keeps README in sync)."""
+    """The parameter table (name, default, range, description), generated from the schema."""
     cfg = cfg or VodeConfig()
     rows = ["| parameter | default | range | description |", "|---|---|---|---|"]
     for name, value, meta in cfg.parameters():
@@ -533,3 +536,12 @@ def parameter_table_markdown(cfg: VodeConfig | None = None) -> str:
         shown = yaml.safe_dump(value, default_flow_style=True).strip().replace("\n...", "")
         rows.append(f"| `{name}` | `{shown}` | {rng} | {meta['description']} |")
     return "\n".join(rows) + "\n"
+
+
+def parameter_page_markdown(cfg: VodeConfig | None = None) -> str:
+    """docs/parameters.md: a title, one line on where the parameters apply, and the table."""
+    return ("# Parameters\n\n"
+            "Every parameter of `vode_node` and of the `vode` command (`--config FILE`, "
+            "`--set section.key=value`), generated from `vode_ros/config.py` by "
+            "`vode config --markdown > docs/parameters.md`.\n\n"
+            + parameter_table_markdown(cfg))

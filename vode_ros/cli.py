@@ -383,6 +383,34 @@ def _run_synth(args):
 COMMANDS.append(_add_synth)
 
 
+# -- vode model ----------------------------------------------------------------------------------
+def _add_model(sub):
+    p = sub.add_parser("model", help="an ONNX model's contract metadata: describe it, or stamp "
+                       "it onto a model exported elsewhere")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    q = verbs.add_parser("describe", help="print what a model declares and whether it honours "
+                         "the contract; with --set and --out, write a copy with that metadata")
+    q.add_argument("model", help="ONNX file")
+    q.add_argument("--set", action="append", default=[], metavar="vode.KEY=VALUE",
+                   help="set one metadata entry (repeatable; an empty value removes it); "
+                   "needs --out")
+    q.add_argument("--out", help="where to write the stamped model (may be the input)")
+    q.set_defaults(func=_run_model_describe)
+
+
+def _run_model_describe(args) -> int:
+    from vode_ros.model_file import describe, parse_assignments, stamp
+    if args.set and not args.out:
+        raise VodeError("--set needs --out (the file to write; it may be the input itself)")
+    info = stamp(args.model, parse_assignments(args.set), args.out) if args.set else \
+        describe(args.model)
+    print(json.dumps(info, indent=2))
+    return 0 if info["contract"] == "ok" else 1
+
+
+COMMANDS.append(_add_model)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vode", description="vode_ros: monocular visual "
                                      "odometry and depth, offline tools")

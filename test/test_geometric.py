@@ -19,13 +19,15 @@ from vode_ros.depth import DepthEstimator
 from vode_ros.errors import ConfigError
 from vode_ros.flow import (detect_features, select_correspondences, spread_sample, track_dis,
                            track_lk, working_grey)
-from vode_ros.geometric import (GeometricPose, HybridPose, essential_pose, fit_ground_plane,
-                                median_scale, model_is_trained, pnp_pose, rotation_only,
-                                translation_given_rotation, triangulate, triangulate_multiview)
+from vode_ros.hybrid import HybridPose
 from vode_ros.inference import OnnxModel
+from vode_ros.multiview import (essential_pose, fit_ground_plane, median_scale, pnp_pose,
+                                rotation_only, translation_given_rotation, triangulate,
+                                triangulate_multiview)
 from vode_ros.odometry import LOST, TRACKING, VisualOdometry
 from vode_ros.pipeline import build_pose_backend
 from vode_ros.pose import FrameData, NetworkPose
+from vode_ros.tracker import GeometricPose, Step
 
 CAM = synth.default_camera(320, 240)
 NET_STEP = 0.05                       # the stand-in pose network's (wrong) constant forward step
@@ -229,13 +231,13 @@ def test_ground_plane_height():
     assert fit_ground_plane(clutter[clutter[:, 1] < 0]) is None
 
 
-def test_model_is_trained_reads_the_contract_metadata():
+def test_model_spec_is_trained_reads_the_contract_metadata():
     def spec(**extra):
         return dataclasses.replace(mf.depth_spec(), extra=extra)
-    assert not model_is_trained(spec(**{"vode.train_steps": "0"}))
-    assert model_is_trained(spec(**{"vode.train_steps": "20000"}))
-    assert model_is_trained(spec())                            # a third-party export
-    assert not model_is_trained(spec(**{"vode.trained_on": "untrained (seed 0)"}))
+    assert not spec(**{"vode.train_steps": "0"}).is_trained
+    assert spec(**{"vode.train_steps": "20000"}).is_trained
+    assert spec().is_trained                                   # a third-party export
+    assert not spec(**{"vode.trained_on": "untrained (seed 0)"}).is_trained
 
 
 # -- sequences with exact ground truth ---------------------------------------------------------
@@ -326,7 +328,6 @@ def test_lost_features_fall_back_with_their_reason(models, room):
 def test_covariance_follows_the_inlier_statistics(models):
     vo = make_vo(models, "geometric")
     geo = vo.pose_backend
-    from vode_ros.geometric import Step
     strong = geo._sigma(Step(method="essential", inliers=250, inlier_ratio=0.95))
     weak = geo._sigma(Step(method="essential", inliers=40, inlier_ratio=0.5))
     rot = geo._sigma(Step(method="rotation", inliers=250, inlier_ratio=0.95))

@@ -77,6 +77,18 @@ class ModelSpec:
     def metric(self) -> bool:
         return self.scale == "metric"
 
+    @property
+    def is_trained(self) -> bool:
+        """Whether the contract metadata says the model was trained: ``vode.train_steps`` > 0,
+        or no such key (a third-party export) unless ``vode.trained_on`` says 'untrained'."""
+        steps = self.extra.get("vode.train_steps")
+        if steps is None:
+            return not str(self.extra.get("vode.trained_on", "")).startswith("untrained")
+        try:
+            return int(float(steps)) > 0
+        except ValueError:
+            return False
+
     def to_metadata(self) -> dict:
         """The metadata_props dictionary that describes this spec (used by the exporter)."""
         md = {"vode.contract": CONTRACT_VERSION, "vode.kind": self.kind,

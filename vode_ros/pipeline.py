@@ -55,7 +55,8 @@ def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, network: NetworkP
     backend = cfg.pose.backend
     if backend == "network":
         return network
-    from vode_ros.geometric import GeometricPose, HybridPose, model_is_trained
+    from vode_ros.hybrid import HybridPose
+    from vode_ros.tracker import GeometricPose
     try:
         geometric = GeometricPose(cfg.pose, cfg.flow, depth.spec, model=network.model)
     except ValueError as exc:
@@ -63,5 +64,5 @@ def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, network: NetworkP
     if backend == "geometric":
         return geometric
     guess = cfg.pose.network_guess
-    use_guess = guess == "on" or (guess == "auto" and model_is_trained(network.spec))
+    use_guess = guess == "on" or (guess == "auto" and network.spec.is_trained)
     return HybridPose(geometric, network, use_guess)

@@ -26,7 +26,7 @@ from vode_ros.multiview import (essential_pose, fit_ground_plane, median_scale, 
                                 triangulate_multiview)
 from vode_ros.odometry import LOST, TRACKING, VisualOdometry
 from vode_ros.pipeline import build_pose_backend
-from vode_ros.pose import FrameData, NetworkPose
+from vode_ros.pose import FrameData, PoseBackend
 from vode_ros.tracker import GeometricPose, Step
 
 CAM = synth.default_camera(320, 240)
@@ -51,8 +51,8 @@ def make_vo(models, backend="hybrid", overrides=()):
     cfg = load_config(None, [f"pose.backend={backend}", "pose.scale_source=triangulation",
                              *overrides])
     depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
-    network = NetworkPose(OnnxModel(models["pose"], "pose"))
-    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, network))
+    pose_model = OnnxModel(models["pose"], "pose")
+    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, pose_model))
 
 
 def render(scene, poses, edit=None, noise=1.0):
@@ -419,10 +419,40 @@ def test_hybrid_uses_a_trained_network_as_initial_guess(models, tmp_path):
     for guess, expected in (("auto", True), ("off", False), ("on", True)):
         cfg = load_config(None, [f"pose.network_guess={guess}"])
         depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
-        backend = build_pose_backend(cfg, depth, NetworkPose(OnnxModel(trained, "pose")))
+        backend = build_pose_backend(cfg, depth, OnnxModel(trained, "pose"))
         assert isinstance(backend, HybridPose) and backend.use_guess is expected
     untrained = pose_model("u.onnx", "0")
     cfg = load_config(None, [])
     depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
-    backend = build_pose_backend(cfg, depth, NetworkPose(OnnxModel(untrained, "pose")))
+    backend = build_pose_backend(cfg, depth, OnnxModel(untrained, "pose"))
     assert backend.use_guess is False
+
+
+@pytest.mark.parametrize("backend", ["geometric", "hybrid"])
+@pytest.mark.parametrize("depth_scale, depth_steps, overrides, expected", [
+    ("relative", None, ["pose.scale_source=triangulation"], "relative"),
+    ("metric", None, ["pose.scale_source=triangulation"], "relative"),
+    ("relative", None, ["pose.scale_source=depth"], "relative"),
+    ("metric", None, ["pose.scale_source=depth"], "metric"),
+    ("metric", None, ["pose.scale_source=auto"], "metric"),        # trained: scale from depth
+    ("metric", "0", ["pose.scale_source=auto"], "relative"),       # untrained: triangulation
+    ("relative", None, ["pose.scale_source=ground", "pose.camera_height_m=1.5"], "metric"),
+    ("relative", None, ["pose.fixed_scale=2.0"], "metric"),
+])
+def test_geometry_says_its_own_scale(tmp_path, backend, depth_scale, depth_steps, overrides,
+                                     expected):
+    """Geometric and hybrid backends are metric where their scale source is (a metric depth
+    model, a known camera height, a fixed factor), whatever the pose model says."""
+    md = mf.depth_spec(scale=depth_scale).to_metadata()
+    if depth_steps is not None:
+        md["vode.train_steps"] = depth_steps
+    depth = DepthEstimator(OnnxModel(mf.make_depth_model(tmp_path / "d.onnx", metadata=md),
+                                     "depth"))
+    pose_model = OnnxModel(mf.make_pose_model(tmp_path / "p.onnx", scale="metric"), "pose")
+    cfg = load_config(None, [f"pose.backend={backend}", *overrides])
+    vo = VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, pose_model))
+    pose = vo.pose_backend
+    assert isinstance(pose, PoseBackend) and pose.name == backend and pose.model is pose_model
+    assert isinstance(pose, HybridPose if backend == "hybrid" else GeometricPose)
+    assert pose.metric is (expected == "metric")
+    assert vo.scale == expected

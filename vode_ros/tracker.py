@@ -18,9 +18,9 @@ from vode_ros.flow import (detect_features, rotation_flow_guess, select_correspo
                            track_dis, track_lk, working_grey)
 from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
-from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane, median_scale,
-                                normalise, pnp_pose, project, rotation_parallax, triangulate_multiview,
-                                translation_given_rotation)
+from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
+                                median_scale, normalise, pnp_pose, project, rotation_parallax,
+                                translation_given_rotation, triangulate_multiview)
 from vode_ros.pose import FrameData, PoseResult
 
 CACHE_KEY = "vode.geometric"
@@ -30,7 +30,6 @@ TOO_FEW_FEATURES = "too few tracked features"
 NO_ROTATION = "no motion model fits the tracks"
 TEXTURELESS = "textureless or dark frame"
 
-_TRACK_ARRAYS = ("px", "px_kf", "vel", "Xw", "obs")
 GROUND_GAIN = 0.1             # fraction (log scale) of the ground-height correction per keyframe
 
 
@@ -49,6 +48,44 @@ class _Keyframe:
     world: np.ndarray                        # T_world_keyframe
     size: tuple[int, int]                    # working image (w, h)
     depth: np.ndarray | None                 # learned depth of the keyframe (network size)
+
+
+@dataclass
+class Tracks:
+    """The features the tracker follows: parallel arrays, one row per feature."""
+
+    px: np.ndarray                # (N, 2) float32: in the last frame
+    px_kf: np.ndarray             # (N, 2) float32: in the keyframe
+    vel: np.ndarray               # (N, 2) float32: last image motion, NaN when new
+    Xw: np.ndarray                # (N, 3): map point in the backend's world, NaN: none
+    obs: np.ndarray               # (N, W, 3): unit ray in each keyframe of the window, NaN: unseen
+
+    @classmethod
+    def detected(cls, pts: np.ndarray, window: int) -> Tracks:
+        """New tracks at ``pts`` (in the last frame and the keyframe alike), no map points, no
+        rays yet; ``window``: how many keyframes ``obs`` holds."""
+        n = len(pts)
+        px = pts.astype(np.float32).copy()
+        return cls(px, px.copy(), np.full((n, 2), np.nan, np.float32), np.full((n, 3), np.nan),
+                   np.full((n, window, 3), np.nan))
+
+    def __len__(self) -> int:
+        return len(self.px)
+
+    def kept(self, mask: np.ndarray) -> Tracks:
+        """The tracks selected by ``mask`` (bool or indices)."""
+        return Tracks(self.px[mask], self.px_kf[mask], self.vel[mask], self.Xw[mask],
+                      self.obs[mask])
+
+    def slide_window(self) -> None:
+        """The oldest keyframe leaves the window: its rays go, an empty column comes last."""
+        self.obs = np.concatenate([self.obs[:, 1:], np.full((len(self.obs), 1, 3), np.nan)], 1)
+
+    def extended(self, more: Tracks) -> Tracks:
+        """These tracks followed by ``more``."""
+        return Tracks(*(np.concatenate([a, b]) for a, b in
+                        ((self.px, more.px), (self.px_kf, more.px_kf), (self.vel, more.vel),
+                         (self.Xw, more.Xw), (self.obs, more.obs))))
 
 
 @dataclass
@@ -76,11 +113,9 @@ class GeometryFailure(Exception):
 class GeometricPose:
     """Keyframe-based monocular geometry: a ``PoseBackend``.
 
-    It keeps a keyframe, features tracked from it (``vode_ros.flow``) and, for the features it
-    could triangulate, their 3D positions (the *map*, in the backend's own world frame). The
-    tracks are parallel arrays, one row per feature: ``px`` (in the last frame), ``px_kf`` (in
-    the keyframe), ``vel`` (last image motion, NaN when new), ``Xw`` (map point, NaN: none) and
-    ``obs`` (viewing ray in each keyframe of the window, NaN where not seen).
+    It keeps a keyframe, the window of the last keyframes' poses (``win``), features tracked
+    from the keyframe (``tracks``, ``vode_ros.flow``) and, for the features it could
+    triangulate, their 3D positions (the *map*, in the backend's own world frame).
     """
 
     name = "geometric"
@@ -125,26 +160,22 @@ class GeometricPose:
         self.ground_fits = 0
         self.last_step = Step()
 
-    # -- tracks: parallel arrays, one row per feature ---------------------------------------------
+    # -- tracks ----------------------------------------------------------------------------------
     def _set_tracks(self, pts: np.ndarray) -> None:
-        n = len(pts)
-        self.px = pts.astype(np.float32).copy()                  # in the last frame
-        self.px_kf = self.px.copy()                              # in the keyframe
-        self.vel = np.full((n, 2), np.nan, np.float32)           # last image motion (NaN: new)
-        self.Xw = np.full((n, 3), np.nan)                        # map point, NaN: none
-        self.obs = np.full((n, max(self.cfg.window_keyframes, 2), 3), np.nan)  # rays per kf
-        if n and self.win:
-            self.obs[:, len(self.win) - 1] = bearings(self.px, self.K)
+        self.tracks = self._new_tracks(pts)
 
     def _append_tracks(self, pts: np.ndarray) -> None:
-        old = {k: getattr(self, k) for k in _TRACK_ARRAYS}
-        self._set_tracks(pts)
-        for k in _TRACK_ARRAYS:
-            setattr(self, k, np.concatenate([old[k], getattr(self, k)]))
+        self.tracks = self.tracks.extended(self._new_tracks(pts))
+
+    def _new_tracks(self, pts: np.ndarray) -> Tracks:
+        """Tracks of features just detected (in the newest keyframe of the window, if any)."""
+        tracks = Tracks.detected(pts, max(self.cfg.window_keyframes, 2))
+        if len(tracks) and self.win:
+            tracks.obs[:, len(self.win) - 1] = bearings(tracks.px, self.K)
+        return tracks
 
     def _keep(self, mask: np.ndarray) -> None:
-        for k in _TRACK_ARRAYS:
-            setattr(self, k, getattr(self, k)[mask])
+        self.tracks = self.tracks.kept(mask)
 
     # -- per-frame views -------------------------------------------------------------------------
     def view(self, frame: FrameData) -> _View:
@@ -203,7 +234,7 @@ class GeometricPose:
             self.kf.world = vc.world.copy()
             self.win = [vc.world.copy()]
             self.T_w_last = vc.world.copy()
-            self.Xw[:] = np.nan
+            self.tracks.Xw[:] = np.nan
             if self.scale_source == "depth":
                 self._lift_with_depth(cur, vc)
 
@@ -223,7 +254,7 @@ class GeometricPose:
         t0 = time.perf_counter()
         fb = self._track_flow(prev, cur, vc)
         timings["flow"] = (time.perf_counter() - t0) * 1e3
-        n = len(self.px)
+        n = len(self.tracks)
         if n < c.min_tracks:
             raise GeometryFailure(TOO_FEW_FEATURES, f"{n} < pose.min_tracks {c.min_tracks}")
         t1 = time.perf_counter()
@@ -260,13 +291,13 @@ class GeometricPose:
     def _flow_guess(self, prev: FrameData, K: np.ndarray) -> np.ndarray | None:
         """Where the features are expected in the new frame: moved by the rotation prior (the
         pose network's, hybrid), else at constant image velocity (new tracks: the median)."""
-        if self.prior_R is not None and self.last_stamp == prev.stamp_ns and len(self.px):
-            return rotation_flow_guess(self.px, K, self.prior_R)
-        if self.flow.motion_prior and len(self.px):
-            known = np.isfinite(self.vel[:, 0])
+        tr = self.tracks
+        if self.prior_R is not None and self.last_stamp == prev.stamp_ns and len(tr):
+            return rotation_flow_guess(tr.px, K, self.prior_R)
+        if self.flow.motion_prior and len(tr):
+            known = np.isfinite(tr.vel[:, 0])
             if known.any():
-                return self.px + np.where(known[:, None], self.vel,
-                                          np.median(self.vel[known], axis=0))
+                return tr.px + np.where(known[:, None], tr.vel, np.median(tr.vel[known], axis=0))
         return None
 
     def _track_flow(self, prev: FrameData, cur: FrameData, vc: _View) -> np.ndarray:
@@ -276,13 +307,14 @@ class GeometricPose:
         f = self.flow
         guess = self._flow_guess(prev, vc.camera.K)
         self.prior_R = None
+        tracks = self.tracks
         if f.method == "lk":
-            tr = track_lk(self.last.grey, vc.grey, self.px, f.lk_window, f.lk_levels,
+            tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, f.lk_levels,
                           f.fb_threshold_px, guess)
         else:
-            tr = track_dis(self.last.grey, vc.grey, self.px, f.fb_threshold_px)
-        self.vel = (tr.p1 - self.px).astype(np.float32)
-        self.px = tr.p1
+            tr = track_dis(self.last.grey, vc.grey, tracks.px, f.fb_threshold_px)
+        tracks.vel = (tr.p1 - tracks.px).astype(np.float32)
+        tracks.px = tr.p1
         self._keep(tr.ok)
         self.last, self.last_stamp = vc, cur.stamp_ns
         return tr.fb_error[tr.ok]
@@ -292,12 +324,13 @@ class GeometricPose:
         forward-backward scores, a bounded sample spread over the image."""
         f = self.flow
         h, w = grey.shape[:2]
-        return select_correspondences(self.px_kf, self.px, fb, w, h, f.keep_fraction,
-                                      f.max_correspondences, np.inf, (f.grid_cols, f.grid_rows))
+        return select_correspondences(self.tracks.px_kf, self.tracks.px, fb, w, h,
+                                      f.keep_fraction, f.max_correspondences, np.inf,
+                                      (f.grid_cols, f.grid_rows))
 
     def _is_static(self) -> bool:
         """The features have not moved since the keyframe (median displacement)."""
-        moved = float(np.median(np.linalg.norm(self.px - self.px_kf, axis=1)))
+        moved = float(np.median(np.linalg.norm(self.tracks.px - self.tracks.px_kf, axis=1)))
         return moved < self.cfg.static_parallax_px
 
     def _rotation_model(self, sel: np.ndarray, K: np.ndarray, step: Step
@@ -306,7 +339,8 @@ class GeometricPose:
         ``step``). Returns (R_cur_kf, inlier mask over ``sel``)."""
         c = self.cfg
         f_px = 0.5 * (K[0, 0] + K[1, 1])
-        R_rot, rot_inl, parallax = rotation_parallax(self.px_kf[sel], self.px[sel], K,
+        tr = self.tracks
+        R_rot, rot_inl, parallax = rotation_parallax(tr.px_kf[sel], tr.px[sel], K,
                                                      2.0 * c.ransac_threshold_px / f_px,
                                                      c.parallax_quantile)
         if R_rot is None:
@@ -320,7 +354,7 @@ class GeometricPose:
         PnP on the map, else (no map, little parallax) the rotation-only model. Returns
         (T_world_cur, tracks to drop as outliers, whether the parallax calls for a keyframe)."""
         c = self.cfg
-        mapped = sel[np.isfinite(self.Xw[sel, 2])]
+        mapped = sel[np.isfinite(self.tracks.Xw[sel, 2])]
         has_map = len(mapped) >= c.min_pnp_points
         if has_map:
             want_e = step.parallax_px >= c.essential_parallax_px
@@ -335,7 +369,7 @@ class GeometricPose:
             T, outliers = self._pnp(mapped, step, K)
             if T is not None:
                 return T, outliers, want_kf
-        return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.px), bool), False
+        return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
 
     def _essential(self, sel: np.ndarray, step: Step, K: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
@@ -343,8 +377,8 @@ class GeometricPose:
         Returns (T_world_cur, outlier mask over the tracks) or (None, None) when the two views
         are degenerate (the reason goes into ``step.note``)."""
         c = self.cfg
-        two = essential_pose(self.px_kf[sel], self.px[sel], K, c.ransac_threshold_px,
-                             method=c.essential_method)
+        two = essential_pose(self.tracks.px_kf[sel], self.tracks.px[sel], K,
+                             c.ransac_threshold_px, method=c.essential_method)
         if two is None or two.n_inliers < max(c.min_inliers, c.min_inlier_ratio * len(sel)):
             step.note = f"essential matrix: {0 if two is None else two.n_inliers} inliers of " \
                         f"{len(sel)}"
@@ -359,7 +393,7 @@ class GeometricPose:
         if not (np.isfinite(s) and s > 0):
             step.note = "essential matrix: no scale"
             return None, None
-        outliers = np.zeros(len(self.px), bool)
+        outliers = np.zeros(len(self.tracks), bool)
         outliers[sel[~two.inliers]] = True
         step.method, step.scale_method = "essential", how
         step.inliers, step.inlier_ratio = two.n_inliers, two.n_inliers / max(len(sel), 1)
@@ -370,12 +404,13 @@ class GeometricPose:
         """PnP of the current frame on the map points of the tracks ``mapped``. Returns
         (T_world_cur, outlier mask over the tracks) or (None, None) with too few inliers."""
         c = self.cfg
-        T_cur_w, inl = pnp_pose(self.Xw[mapped], self.px[mapped], K, c.pnp_threshold_px)
+        T_cur_w, inl = pnp_pose(self.tracks.Xw[mapped], self.tracks.px[mapped], K,
+                                c.pnp_threshold_px)
         if T_cur_w is None or inl.sum() < c.min_pnp_points:
             return None, None
         step.method, step.inliers = "pnp", int(inl.sum())
         step.inlier_ratio = float(inl.mean())
-        outliers = np.zeros(len(self.px), bool)
+        outliers = np.zeros(len(self.tracks), bool)
         outliers[mapped[~inl]] = True
         return invert(T_cur_w), outliers
 
@@ -397,15 +432,16 @@ class GeometricPose:
         (keyframe frame), and how it was found: the learned depth (scale source 'depth'), the
         map points shared with the new triangulation, or the scene's median depth."""
         z = X0[:, 2]
-        if self.scale_source == "depth" and self.kf.depth is not None:
-            s = median_scale(sample_depth(self.kf.depth, self.px_kf[idx], self.kf.size), z)
+        tr, kf = self.tracks, self.kf
+        if self.scale_source == "depth" and kf.depth is not None:
+            s = median_scale(sample_depth(kf.depth, tr.px_kf[idx], kf.size), z)
             if np.isfinite(s):
                 return s, "depth"
-        shared = np.isfinite(self.Xw[idx, 2])
+        shared = np.isfinite(tr.Xw[idx, 2])
         if shared.sum() >= self.cfg.min_shared_points:
-            Xk = transform_points(invert(self.kf.world), self.Xw[idx[shared]])
+            Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
             s_depth = median_scale(Xk[:, 2], z[shared])
-            t = translation_given_rotation(two.R, Xk, normalise(self.px[idx[shared]], K),
+            t = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
                                            1.0 / K[0, 0])
             s_map = float(t @ two.t) if t is not None else float("nan")
             if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
@@ -414,8 +450,8 @@ class GeometricPose:
                 return s_depth, "shared points"
         # no map in common: keep the scene's median depth (first map: the learned depth's)
         target = self.map_median_depth
-        if target is None and self.kf.depth is not None:
-            d = sample_depth(self.kf.depth, self.px_kf[idx], self.kf.size)
+        if target is None and kf.depth is not None:
+            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
             d = d[np.isfinite(d) & (d > 0)]
             target = float(np.median(d)) if len(d) else None
         return (target or 1.0) / float(np.median(z)), "median depth"
@@ -425,10 +461,10 @@ class GeometricPose:
         rescale the map and the window about the camera towards the known camera height: all
         the way at the first fit, 1/k of the way (log scale) at the k-th, at least
         ``GROUND_GAIN``. The current pose does not move; later steps come out in metres."""
-        mapped = np.isfinite(self.Xw[:, 2])
+        mapped = np.isfinite(self.tracks.Xw[:, 2])
         if mapped.sum() < 10:
             return
-        g = fit_ground_plane(transform_points(invert(T_w_cur), self.Xw[mapped]))
+        g = fit_ground_plane(transform_points(invert(T_w_cur), self.tracks.Xw[mapped]))
         if g is None:
             return
         self.ground_fits += 1
@@ -440,7 +476,7 @@ class GeometricPose:
             float(np.clip(self.ground_ratio, 0.5, 2.0))
         f = ratio ** gain
         c = T_w_cur[:3, 3]
-        self.Xw = c + f * (self.Xw - c)
+        self.tracks.Xw = c + f * (self.tracks.Xw - c)
         for T in self.win:
             T[:3, 3] = c + f * (T[:3, 3] - c)
         if self.map_median_depth is not None:
@@ -473,33 +509,33 @@ class GeometricPose:
         units = depth units when the depth is the scale source)."""
         if frame.depth is None:
             return
-        miss = ~np.isfinite(self.Xw[:, 2])
+        tr = self.tracks
+        miss = ~np.isfinite(tr.Xw[:, 2])
         if not miss.any():
             return
-        d = sample_depth(frame.depth, self.px_kf[miss], self.kf.size)
-        X = bearings(self.px_kf[miss], view.camera.K)
+        d = sample_depth(frame.depth, tr.px_kf[miss], self.kf.size)
+        X = bearings(tr.px_kf[miss], view.camera.K)
         X = X / X[:, 2:3] * d[:, None]
         X[~(np.isfinite(d) & (d > 0))] = np.nan
-        self.Xw[miss] = transform_points(self.kf.world, X)
+        tr.Xw[miss] = transform_points(self.kf.world, X)
 
     def _new_keyframe(self, cur: FrameData, vc: _View, T_w_cur: np.ndarray) -> np.ndarray:
         """``cur`` becomes the keyframe: the window takes it, tracks seen from two keyframes of
         the window or more are triangulated from all of them, features are topped up."""
-        if len(self.win) >= self.obs.shape[1]:          # slide: the oldest keyframe leaves
+        if len(self.win) >= self.tracks.obs.shape[1]:      # slide: the oldest keyframe leaves
             self.win = self.win[1:]
-            self.obs = np.concatenate([self.obs[:, 1:], np.full((len(self.obs), 1, 3), np.nan)],
-                                      1)
+            self.tracks.slide_window()
         self.win.append(T_w_cur.copy())
-        if len(self.px):
+        if len(self.tracks):
             self._triangulate_window(vc.camera.K, T_w_cur)
             if self.scale_source == "ground":
                 self._ground_rescale(T_w_cur)
-        self.px_kf = self.px.copy()
+        self.tracks.px_kf = self.tracks.px.copy()
         self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
-        missing = self.flow.max_features - len(self.px)
+        missing = self.flow.max_features - len(self.tracks)
         if missing > 0.1 * self.flow.max_features:
-            self._append_tracks(self._detect(vc.grey, missing, existing=self.px))
+            self._append_tracks(self._detect(vc.grey, missing, existing=self.tracks.px))
         if self.scale_source == "depth":
             self._lift_with_depth(cur, vc)
         return T_w_cur
@@ -507,19 +543,19 @@ class GeometricPose:
     def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:
         """Map points of the tracks from every keyframe of the window that saw them (the newest
         is ``T_w_cur``); map points behind the new keyframe or off their track are dropped."""
-        c = self.cfg
+        c, tr = self.cfg, self.tracks
         m = len(self.win)
-        self.obs[:, m - 1] = bearings(self.px, K)
+        tr.obs[:, m - 1] = bearings(tr.px, K)
         X, ang = triangulate_multiview(np.stack([T[:3, :3] for T in self.win]),
                                        np.stack([T[:3, 3] for T in self.win]),
-                                       self.obs[:, :m], 1.0 / (0.5 * (K[0, 0] + K[1, 1])))
+                                       tr.obs[:, :m], 1.0 / (0.5 * (K[0, 0] + K[1, 1])))
         good = np.isfinite(X[:, 2]) & (ang >= c.min_triangulation_angle_deg)
-        self.Xw[good] = X[good]
-        mapped = np.flatnonzero(np.isfinite(self.Xw[:, 2]))
+        tr.Xw[good] = X[good]
+        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
         if len(mapped):                # a map point behind the camera or off its track is wrong
-            Xc = transform_points(invert(T_w_cur), self.Xw[mapped])
-            bad = (Xc[:, 2] <= 0) | (np.linalg.norm(project(Xc, K) - self.px[mapped], axis=1)
+            Xc = transform_points(invert(T_w_cur), tr.Xw[mapped])
+            bad = (Xc[:, 2] <= 0) | (np.linalg.norm(project(Xc, K) - tr.px[mapped], axis=1)
                                      > 3 * c.pnp_threshold_px)
-            self.Xw[mapped[bad]] = np.nan
+            tr.Xw[mapped[bad]] = np.nan
             if (~bad).sum() >= 10:
                 self.map_median_depth = float(np.median(Xc[~bad, 2]))

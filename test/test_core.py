@@ -14,7 +14,8 @@ from vode_ros.geometry import (from_axis_angle_translation, from_xyz_rpy, invert
 from vode_ros.imaging import ENCODINGS, decode_compressed, raw_to_rgb, rgb_to_raw
 from vode_ros.inference import OnnxModel, parse_metadata
 from vode_ros.odometry import LOST, TRACKING, VisualOdometry
-from vode_ros.pose import NetworkPose
+from vode_ros.pipeline import build_pose_backend
+from vode_ros.pose import NetworkPose, PoseBackend
 
 CAM = Camera(100.0, 100.0, 64.0, 48.0, 128, 96)
 
@@ -28,7 +29,8 @@ def make_vo(tmp_path, motion=(0, 0, 0, 0, 0, 0.05), depth_nan=False, pose_nan=Fa
     cfg = load_config(None, list(overrides))
     d = OnnxModel(mf.make_depth_model(tmp_path / "d.onnx", nan=depth_nan), "depth")
     p = OnnxModel(mf.make_pose_model(tmp_path / "p.onnx", motion, nan=pose_nan), "pose")
-    return VisualOdometry(cfg, DepthEstimator(d), NetworkPose(p))
+    depth = DepthEstimator(d)
+    return VisualOdometry(cfg, depth, NetworkPose(p, depth.spec))
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -282,10 +284,17 @@ def test_frame_validation(tmp_path, image, camera, match):
         vo.process(Frame(1, image, camera))
 
 
-def test_metric_scale_needs_both_models_metric(tmp_path):
-    cfg = VodeConfig()
-    d = OnnxModel(mf.make_depth_model(tmp_path / "d.onnx", scale="metric"), "depth")
-    p = OnnxModel(mf.make_pose_model(tmp_path / "p.onnx", scale="metric"), "pose")
-    assert VisualOdometry(cfg, DepthEstimator(d), NetworkPose(p)).scale == "metric"
-    p2 = OnnxModel(mf.make_pose_model(tmp_path / "p2.onnx"), "pose")
-    assert VisualOdometry(cfg, DepthEstimator(d), NetworkPose(p2)).scale == "relative"
+@pytest.mark.parametrize("depth_scale, pose_scale, expected", [
+    ("metric", "metric", "metric"), ("metric", "relative", "relative"),
+    ("relative", "metric", "relative"), ("relative", "relative", "relative")])
+def test_metric_scale_needs_both_models_metric(tmp_path, depth_scale, pose_scale, expected):
+    """The network backend is metric only where the depth and the pose model both say so."""
+    cfg = load_config(None, ["pose.backend=network"])
+    d = OnnxModel(mf.make_depth_model(tmp_path / "d.onnx", scale=depth_scale), "depth")
+    p = OnnxModel(mf.make_pose_model(tmp_path / "p.onnx", scale=pose_scale), "pose")
+    depth = DepthEstimator(d)
+    backend = build_pose_backend(cfg, depth, p)
+    assert isinstance(backend, NetworkPose) and isinstance(backend, PoseBackend)
+    assert backend.name == "network" and backend.model is p
+    assert backend.metric is (expected == "metric")
+    assert VisualOdometry(cfg, depth, backend).scale == expected

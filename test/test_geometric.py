@@ -19,13 +19,15 @@ from vode_ros.depth import DepthEstimator
 from vode_ros.errors import ConfigError
 from vode_ros.flow import (detect_features, select_correspondences, spread_sample, track_dis,
                            track_lk, working_grey)
-from vode_ros.geometric import (GeometricPose, HybridPose, essential_pose, fit_ground_plane,
-                                median_scale, model_is_trained, pnp_pose, rotation_only,
-                                translation_given_rotation, triangulate, triangulate_multiview)
+from vode_ros.hybrid import HybridPose
 from vode_ros.inference import OnnxModel
+from vode_ros.multiview import (essential_pose, fit_ground_plane, median_scale, pnp_pose,
+                                rotation_only, translation_given_rotation, triangulate,
+                                triangulate_multiview)
 from vode_ros.odometry import LOST, TRACKING, VisualOdometry
 from vode_ros.pipeline import build_pose_backend
-from vode_ros.pose import FrameData, NetworkPose
+from vode_ros.pose import FrameData, PoseBackend
+from vode_ros.tracker import GeometricPose, Step
 
 CAM = synth.default_camera(320, 240)
 NET_STEP = 0.05                       # the stand-in pose network's (wrong) constant forward step
@@ -49,8 +51,8 @@ def make_vo(models, backend="hybrid", overrides=()):
     cfg = load_config(None, [f"pose.backend={backend}", "pose.scale_source=triangulation",
                              *overrides])
     depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
-    network = NetworkPose(OnnxModel(models["pose"], "pose"))
-    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, network))
+    pose_model = OnnxModel(models["pose"], "pose")
+    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, pose_model))
 
 
 def render(scene, poses, edit=None, noise=1.0):
@@ -229,13 +231,13 @@ def test_ground_plane_height():
     assert fit_ground_plane(clutter[clutter[:, 1] < 0]) is None
 
 
-def test_model_is_trained_reads_the_contract_metadata():
+def test_model_spec_is_trained_reads_the_contract_metadata():
     def spec(**extra):
         return dataclasses.replace(mf.depth_spec(), extra=extra)
-    assert not model_is_trained(spec(**{"vode.train_steps": "0"}))
-    assert model_is_trained(spec(**{"vode.train_steps": "20000"}))
-    assert model_is_trained(spec())                            # a third-party export
-    assert not model_is_trained(spec(**{"vode.trained_on": "untrained (seed 0)"}))
+    assert not spec(**{"vode.train_steps": "0"}).is_trained
+    assert spec(**{"vode.train_steps": "20000"}).is_trained
+    assert spec().is_trained                                   # a third-party export
+    assert not spec(**{"vode.trained_on": "untrained (seed 0)"}).is_trained
 
 
 # -- sequences with exact ground truth ---------------------------------------------------------
@@ -326,7 +328,6 @@ def test_lost_features_fall_back_with_their_reason(models, room):
 def test_covariance_follows_the_inlier_statistics(models):
     vo = make_vo(models, "geometric")
     geo = vo.pose_backend
-    from vode_ros.geometric import Step
     strong = geo._sigma(Step(method="essential", inliers=250, inlier_ratio=0.95))
     weak = geo._sigma(Step(method="essential", inliers=40, inlier_ratio=0.5))
     rot = geo._sigma(Step(method="rotation", inliers=250, inlier_ratio=0.95))
@@ -418,10 +419,40 @@ def test_hybrid_uses_a_trained_network_as_initial_guess(models, tmp_path):
     for guess, expected in (("auto", True), ("off", False), ("on", True)):
         cfg = load_config(None, [f"pose.network_guess={guess}"])
         depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
-        backend = build_pose_backend(cfg, depth, NetworkPose(OnnxModel(trained, "pose")))
+        backend = build_pose_backend(cfg, depth, OnnxModel(trained, "pose"))
         assert isinstance(backend, HybridPose) and backend.use_guess is expected
     untrained = pose_model("u.onnx", "0")
     cfg = load_config(None, [])
     depth = DepthEstimator(OnnxModel(models["depth"], "depth"))
-    backend = build_pose_backend(cfg, depth, NetworkPose(OnnxModel(untrained, "pose")))
+    backend = build_pose_backend(cfg, depth, OnnxModel(untrained, "pose"))
     assert backend.use_guess is False
+
+
+@pytest.mark.parametrize("backend", ["geometric", "hybrid"])
+@pytest.mark.parametrize("depth_scale, depth_steps, overrides, expected", [
+    ("relative", None, ["pose.scale_source=triangulation"], "relative"),
+    ("metric", None, ["pose.scale_source=triangulation"], "relative"),
+    ("relative", None, ["pose.scale_source=depth"], "relative"),
+    ("metric", None, ["pose.scale_source=depth"], "metric"),
+    ("metric", None, ["pose.scale_source=auto"], "metric"),        # trained: scale from depth
+    ("metric", "0", ["pose.scale_source=auto"], "relative"),       # untrained: triangulation
+    ("relative", None, ["pose.scale_source=ground", "pose.camera_height_m=1.5"], "metric"),
+    ("relative", None, ["pose.fixed_scale=2.0"], "metric"),
+])
+def test_geometry_says_its_own_scale(tmp_path, backend, depth_scale, depth_steps, overrides,
+                                     expected):
+    """Geometric and hybrid backends are metric where their scale source is (a metric depth
+    model, a known camera height, a fixed factor), whatever the pose model says."""
+    md = mf.depth_spec(scale=depth_scale).to_metadata()
+    if depth_steps is not None:
+        md["vode.train_steps"] = depth_steps
+    depth = DepthEstimator(OnnxModel(mf.make_depth_model(tmp_path / "d.onnx", metadata=md),
+                                     "depth"))
+    pose_model = OnnxModel(mf.make_pose_model(tmp_path / "p.onnx", scale="metric"), "pose")
+    cfg = load_config(None, [f"pose.backend={backend}", *overrides])
+    vo = VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, pose_model))
+    pose = vo.pose_backend
+    assert isinstance(pose, PoseBackend) and pose.name == backend and pose.model is pose_model
+    assert isinstance(pose, HybridPose if backend == "hybrid" else GeometricPose)
+    assert pose.metric is (expected == "metric")
+    assert vo.scale == expected

@@ -15,6 +15,16 @@ def disparity_to_depth(disp: np.ndarray, min_depth: float, max_depth: float) -> 
     return 1.0 / (min_disp + (max_disp - min_disp) * disp)
 
 
+def sample_depth(depth: np.ndarray, px: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Depth (any resolution, e.g. the depth network's input size) at pixels ``px`` of an image
+    of ``size`` = (w, h), nearest sample, as float64."""
+    dh, dw = depth.shape[:2]
+    w, h = size
+    x = np.clip(np.round((px[:, 0] + 0.5) * dw / w - 0.5).astype(int), 0, dw - 1)
+    y = np.clip(np.round((px[:, 1] + 0.5) * dh / h - 0.5).astype(int), 0, dh - 1)
+    return depth[y, x].astype(np.float64)
+
+
 class DepthEstimator:
     """Runs the depth model and returns depth at the network and at the image resolution."""
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
 
-def make_transform(rotation: np.ndarray | Rotation, translation) -> np.ndarray:
+def make_transform(rotation: np.ndarray | Rotation, translation: ArrayLike) -> np.ndarray:
     T = np.eye(4)
     R = rotation.as_matrix() if isinstance(rotation, Rotation) else np.asarray(rotation)
     T[:3, :3] = R
@@ -22,13 +23,18 @@ def invert(T: np.ndarray) -> np.ndarray:
     return out
 
 
-def from_axis_angle_translation(vec6) -> np.ndarray:
+def transform_points(T: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``T`` applied to points (N, 3)."""
+    return X @ T[:3, :3].T + T[:3, 3]
+
+
+def from_axis_angle_translation(vec6: ArrayLike) -> np.ndarray:
     """(rx, ry, rz, tx, ty, tz): axis-angle rotation vector then translation."""
     v = np.asarray(vec6, dtype=float).reshape(6)
     return make_transform(Rotation.from_rotvec(v[:3]), v[3:])
 
 
-def from_xyz_rpy(xyz, rpy) -> np.ndarray:
+def from_xyz_rpy(xyz: ArrayLike, rpy: ArrayLike) -> np.ndarray:
     """Transform from a position and fixed-axis roll, pitch, yaw (the URDF convention)."""
     return make_transform(Rotation.from_euler("xyz", rpy), xyz)
 
@@ -37,7 +43,7 @@ def to_quaternion_xyzw(T: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(T[:3, :3]).as_quat()
 
 
-def from_quaternion_xyzw(translation, quat_xyzw) -> np.ndarray:
+def from_quaternion_xyzw(translation: ArrayLike, quat_xyzw: ArrayLike) -> np.ndarray:
     return make_transform(Rotation.from_quat(quat_xyzw), translation)
 
 

@@ -41,6 +41,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -77,6 +79,18 @@ class ModelSpec:
     def metric(self) -> bool:
         return self.scale == "metric"
 
+    @property
+    def is_trained(self) -> bool:
+        """Whether the contract metadata says the model was trained: ``vode.train_steps`` > 0,
+        or no such key (a third-party export) unless ``vode.trained_on`` says 'untrained'."""
+        steps = self.extra.get("vode.train_steps")
+        if steps is None:
+            return not str(self.extra.get("vode.trained_on", "")).startswith("untrained")
+        try:
+            return int(float(steps)) > 0
+        except ValueError:
+            return False
+
     def to_metadata(self) -> dict:
         """The metadata_props dictionary that describes this spec (used by the exporter)."""
         md = {"vode.contract": CONTRACT_VERSION, "vode.kind": self.kind,
@@ -96,7 +110,7 @@ class ModelSpec:
 
 def parse_metadata(meta: dict, source: str = "model", expect_kind: str | None = None) -> ModelSpec:
     """Check metadata_props against the contract and return the spec, or raise ModelError."""
-    def need(keys):
+    def need(keys: Iterable[str]) -> None:
         missing = [k for k in keys if k not in meta]
         if missing:
             raise ModelError(f"{source} breaks the vode model contract: metadata_props lacks "
@@ -114,7 +128,7 @@ def parse_metadata(meta: dict, source: str = "model", expect_kind: str | None = 
         raise ModelError(f"{source} is a {kind} model but a {expect_kind} model was expected; "
                          f"check models.{expect_kind}")
 
-    def integer(key):
+    def integer(key: str) -> int:
         try:
             v = int(meta[key])
         except ValueError:
@@ -123,7 +137,7 @@ def parse_metadata(meta: dict, source: str = "model", expect_kind: str | None = 
             raise ModelError(f"{source}: {key} must lie in [8, 8192], got {v}")
         return v
 
-    def floats(key, n):
+    def floats(key: str, n: int) -> tuple[float, ...]:
         try:
             v = tuple(float(x) for x in meta[key].split(","))
         except ValueError:
@@ -165,7 +179,7 @@ def parse_metadata(meta: dict, source: str = "model", expect_kind: str | None = 
     return ModelSpec(pose=meta["vode.pose"], pose_direction=meta["vode.pose_direction"], **common)
 
 
-def _quiet_onnxruntime():
+def _quiet_onnxruntime() -> ModuleType:
     import onnxruntime as ort
     # onnxruntime-gpu logs an error per missing CUDA library on CPU-only machines; we log the
     # provider that runs ourselves.
@@ -177,6 +191,19 @@ def available_providers() -> list[str]:
     return _quiet_onnxruntime().get_available_providers()
 
 
+def _session_options(ort: ModuleType, intra_op_threads: int) -> Any:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if intra_op_threads:
+        opts.intra_op_num_threads = int(intra_op_threads)
+    # Two sessions (depth, pose) and OpenCV take turns on few cores: idle ORT threads must
+    # not spin-wait, or each steals the cores from the next stage (measured: a frame took
+    # 24-84 ms with spinning, 16-22 ms without, on 2 loaded cores).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
 class OnnxModel:
     """An ONNX Runtime session for one model of the contract.
 
@@ -184,29 +211,32 @@ class OnnxModel:
     runs it once on zeros; the warm-up also checks the output shape against the contract.
     """
 
-    def __init__(self, path: str | Path, expect_kind: str, providers=None, intra_op_threads=0):
+    def __init__(self, path: str | Path, expect_kind: str,
+                 providers: Sequence[str] | None = None, intra_op_threads: int = 0):
         ort = _quiet_onnxruntime()
         self.path = Path(path)
         source = f"model file '{self.path}'"
         if not self.path.is_file():
             raise ModelError(f"{source} does not exist; expected an ONNX {expect_kind} model "
                              f"(set models.{expect_kind} to its path)")
-        providers = list(providers or ["CPUExecutionProvider"])
+        wanted = list(providers or ["CPUExecutionProvider"])
         available = ort.get_available_providers()
-        candidates = [p for p in providers if p in available]
+        candidates = [p for p in wanted if p in available]
         if "CPUExecutionProvider" not in candidates:
             candidates.append("CPUExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if intra_op_threads:
-            opts.intra_op_num_threads = int(intra_op_threads)
-        # Two sessions (depth, pose) and OpenCV take turns on few cores: idle ORT threads must
-        # not spin-wait, or each steals the cores from the next stage (measured: a frame took
-        # 24-84 ms with spinning, 16-22 ms without, on 2 loaded cores).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.provider_errors: dict[str, str] = {}
-        self.session = None
+        self.session = self._first_session(ort, _session_options(ort, intra_op_threads),
+                                           candidates, source, expect_kind)
+        self.provider: str = self.session.get_providers()[0]
+        self.input_name: str = self.session.get_inputs()[0].name
+        self.last_ms = 0.0
+        LOG.info("%s model %s runs on %s", expect_kind, self.path, self.provider)
+
+    def _first_session(self, ort: ModuleType, opts: Any, candidates: list[str], source: str,
+                       expect_kind: str) -> Any:
+        """The session of the first provider in ``candidates`` that loads the model and runs it
+        on zeros (``self.spec`` read from the model and checked on the way); why each one
+        before it failed goes into ``provider_errors``."""
         for provider in candidates:
             printed = io.StringIO()
             try:
@@ -228,26 +258,19 @@ class OnnxModel:
                 self.provider_errors[provider] = (ep_error[0][:300] if ep_error else
                                                   "provider did not load (missing libraries?)")
                 continue
-            if self.session is None:
-                self.spec = parse_metadata(session.get_modelmeta().custom_metadata_map, source,
-                                           expect_kind)
-                self._check_io(session, source)
+            self.spec = parse_metadata(session.get_modelmeta().custom_metadata_map, source,
+                                       expect_kind)
+            self._check_io(session, source)
             try:
                 self._check_output(self._run(session, self.zeros()), source)
             except ModelError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - whatever the provider raised running it
                 self.provider_errors[provider] = _first_line(exc)
                 continue
-            self.session = session
-            break
-        if self.session is None:
-            raise ModelError(f"{source}: no execution provider could run it: "
-                             f"{self.provider_errors}")
-        self.provider = self.session.get_providers()[0]
-        self.input_name = self.session.get_inputs()[0].name
-        self.last_ms = 0.0
-        LOG.info("%s model %s runs on %s", expect_kind, self.path, self.provider)
+            return session
+        raise ModelError(f"{source}: no execution provider could run it: "
+                         f"{self.provider_errors}")
 
     # -- contract checks -------------------------------------------------------------------------
     @property
@@ -258,7 +281,7 @@ class OnnxModel:
         return np.zeros((1, self.input_channels, self.spec.input_height, self.spec.input_width),
                         np.float32)
 
-    def _check_io(self, session, source):
+    def _check_io(self, session: Any, source: str) -> None:
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{source}: expected exactly one input, found {len(inputs)}")
@@ -270,7 +293,8 @@ class OnnxModel:
         if inputs[0].type != "tensor(float)":
             raise ModelError(f"{source}: input type must be tensor(float), got {inputs[0].type}")
 
-    def _check_output(self, out: np.ndarray, source):
+    def _check_output(self, out: np.ndarray, source: str) -> None:
+        want: tuple[int, ...]
         if self.spec.kind == "depth":
             want = (1, 1, self.spec.input_height, self.spec.input_width)
             ok = out.shape == want
@@ -282,7 +306,7 @@ class OnnxModel:
                              f"{want} for a {self.spec.kind} model")
 
     # -- running ---------------------------------------------------------------------------------
-    def _run(self, session, tensor):
+    def _run(self, session: Any, tensor: np.ndarray) -> np.ndarray:
         name = session.get_inputs()[0].name
         return session.run(None, {name: tensor})[0]
 

@@ -18,7 +18,7 @@ from vode_ros.depth import DepthEstimator
 from vode_ros.errors import InputError, ModelOutputError
 from vode_ros.geometry import (adjoint, from_xyz_rpy, invert, is_finite_transform,
                                rotation_angle_deg)
-from vode_ros.pose import FrameData, PoseResult
+from vode_ros.pose import FrameData, PoseBackend, PoseResult
 
 INITIALIZING, TRACKING, LOST = "INITIALIZING", "TRACKING", "LOST"
 
@@ -43,22 +43,17 @@ class Estimate:
 class VisualOdometry:
     """Monocular VO: depth estimator + pose backend + pose accumulation."""
 
-    def __init__(self, config: VodeConfig, depth: DepthEstimator, pose_backend):
+    def __init__(self, config: VodeConfig, depth: DepthEstimator, pose_backend: PoseBackend):
         self.cfg = config.odometry
         self.depth = depth
         self.pose_backend = pose_backend
         self.base_to_camera = from_xyz_rpy(config.camera.base_to_camera_xyz,
                                            config.camera.base_to_camera_rpy)
         self.camera_to_base = invert(self.base_to_camera)
-        # the trajectory's units: metric where both networks say so (network backend: they
-        # are trained together), or where geometry takes its scale from a metric depth model, a
-        # known camera height or a fixed factor (geometric and hybrid say which themselves)
-        geometric = getattr(pose_backend, "geometric", pose_backend)
-        if hasattr(geometric, "scale_source"):
-            metric = bool(pose_backend.metric)
-        else:
-            metric = depth.metric and getattr(pose_backend, "metric", False)
-        self.scale = "metric" if metric else "relative"
+        # the trajectory's units, as the backend says: the network's where both networks say
+        # metric (they are trained together); geometry's where it takes its scale from a metric
+        # depth model, a known camera height or a fixed factor
+        self.scale = "metric" if pose_backend.metric else "relative"
         step_var = np.r_[np.full(3, self.cfg.translation_sigma_per_frame ** 2),
                          np.full(3, np.radians(self.cfg.rotation_sigma_per_frame_deg) ** 2)]
         self.step_covariance = np.diag(step_var)
@@ -73,9 +68,7 @@ class VisualOdometry:
         self.lost_frames = 0
         self.tracking = INITIALIZING
         self.frames = 0
-        backend_reset = getattr(self.pose_backend, "reset", None)
-        if backend_reset is not None:      # backends with their own state (keyframes, map)
-            backend_reset()
+        self.pose_backend.reset()           # backends with their own state (keyframes, map)
 
     # -- the pipeline ----------------------------------------------------------------------------
     def process(self, frame: Frame) -> Estimate:

@@ -9,7 +9,7 @@ from vode_ros.depth import DepthEstimator
 from vode_ros.errors import ConfigError
 from vode_ros.inference import OnnxModel
 from vode_ros.odometry import VisualOdometry
-from vode_ros.pose import NetworkPose
+from vode_ros.pose import NetworkPose, PoseBackend
 
 PACKAGE = "vode_ros"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -47,15 +47,19 @@ def build_odometry(cfg: VodeConfig) -> VisualOdometry:
     depth_model = OnnxModel(resolve_path(m.depth), "depth", m.providers, m.intra_op_threads)
     pose_model = OnnxModel(resolve_path(m.pose), "pose", m.providers, m.intra_op_threads)
     depth = DepthEstimator(depth_model, cfg.odometry.min_valid_depth_fraction)
-    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, NetworkPose(pose_model)))
+    return VisualOdometry(cfg, depth, build_pose_backend(cfg, depth, pose_model))
 
 
-def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, network: NetworkPose):
-    """The pose backend named by ``pose.backend`` (network, geometric or hybrid)."""
+def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, pose_model: OnnxModel
+                       ) -> PoseBackend:
+    """The pose backend named by ``pose.backend`` (network, geometric or hybrid) on the pose
+    model ``pose_model`` and the depth model of ``depth``."""
     backend = cfg.pose.backend
+    network = NetworkPose(pose_model, depth.spec)
     if backend == "network":
         return network
-    from vode_ros.geometric import GeometricPose, HybridPose, model_is_trained
+    from vode_ros.hybrid import HybridPose
+    from vode_ros.tracker import GeometricPose
     try:
         geometric = GeometricPose(cfg.pose, cfg.flow, depth.spec, model=network.model)
     except ValueError as exc:
@@ -63,5 +67,5 @@ def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, network: NetworkP
     if backend == "geometric":
         return geometric
     guess = cfg.pose.network_guess
-    use_guess = guess == "on" or (guess == "auto" and model_is_trained(network.spec))
+    use_guess = guess == "on" or (guess == "auto" and network.spec.is_trained)
     return HybridPose(geometric, network, use_guess)

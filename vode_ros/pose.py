@@ -1,13 +1,15 @@
 """Relative camera motion between two frames.
 
-A pose backend turns a previous and a current ``FrameData`` into a ``PoseResult``: the pose of the
-current camera in the previous camera's optical frame. ``NetworkPose`` runs a pose model of the
-contract; geometric and hybrid backends plug into the same interface.
+A pose backend (``PoseBackend``) turns a previous and a current ``FrameData`` into a
+``PoseResult``: the pose of the current camera in the previous camera's optical frame.
+``NetworkPose`` runs a pose model of the contract; the geometric (``vode_ros.tracker``) and hybrid
+(``vode_ros.hybrid``) backends implement the same protocol.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,18 +47,46 @@ class PoseResult:
     timings_ms: dict = field(default_factory=dict)
 
 
-class NetworkPose:
-    """Pose from a pose network (PoseNet of SfMLearner / Monodepth2 kind)."""
+@runtime_checkable
+class PoseBackend(Protocol):
+    """What the odometry asks of a pose backend (network, geometric, hybrid)."""
 
-    name = "network"
-
-    def __init__(self, model: OnnxModel):
-        self.model = model
-        self.spec = model.spec
+    name: str                                  # "network", "geometric", "hybrid"
 
     @property
     def metric(self) -> bool:
-        return self.spec.metric
+        """Whether the translations it returns are in metres."""
+
+    @property
+    def model(self) -> OnnxModel | None:
+        """The pose model it runs (or keeps for reporting), None where there is none."""
+
+    def reset(self) -> None:
+        """Forget every frame seen (keyframes, map): the next pair starts afresh."""
+
+    def estimate(self, prev: FrameData, cur: FrameData) -> PoseResult:
+        """The pose of ``cur``'s camera in ``prev``'s optical frame."""
+
+
+class NetworkPose:
+    """Pose from a pose network (PoseNet of SfMLearner / Monodepth2 kind): a ``PoseBackend``.
+
+    ``depth_spec`` is the depth model's: pose and depth networks are trained together, so the
+    translations are metric only where both models say metric."""
+
+    name = "network"
+
+    def __init__(self, model: OnnxModel, depth_spec: ModelSpec):
+        self.model = model
+        self.spec = model.spec
+        self.depth_metric = depth_spec.metric
+
+    @property
+    def metric(self) -> bool:
+        return self.spec.metric and self.depth_metric
+
+    def reset(self) -> None:
+        """Nothing to forget: each estimate depends on its two frames alone."""
 
     def estimate(self, prev: FrameData, cur: FrameData) -> PoseResult:
         t0 = time.perf_counter()

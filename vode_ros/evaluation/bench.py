@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import platform
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vode_ros.config import VodeConfig
+
+if TYPE_CHECKING:
+    from vode_ros.inference import OnnxModel
 
 STAGES = ("decode", "preprocess", "depth", "pose", "odometry", "publish")
 
@@ -28,8 +32,17 @@ def _summary(values) -> dict:
             "mean_ms": round(float(a.mean()), 3)}
 
 
+def _pose_model(vo) -> OnnxModel:
+    """The pose model the backend runs (every backend the pipeline builds keeps one)."""
+    model = vo.pose_backend.model
+    if model is None:
+        raise ValueError(f"bench times the pose model, and the '{vo.pose_backend.name}' pose "
+                         "backend has none")
+    return model
+
+
 def _model_only(vo, tensor_depth, tensor_pose, n: int = 50) -> dict:
-    depth_model, pose_model = vo.depth.model, vo.pose_backend.model
+    depth_model, pose_model = vo.depth.model, _pose_model(vo)
     times = {"depth": [], "pose": []}
     for _ in range(5):
         depth_model(tensor_depth)
@@ -85,16 +98,16 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         from vode_ros.pose import FrameData
         fd = FrameData(0, items[0][1], items[0][2])
         td = fd.tensor(vo.depth.spec)
-        tp = np.concatenate([fd.tensor(vo.pose_backend.model.spec)] * 2, axis=1)
+        pose_spec = _pose_model(vo).spec
+        tp = np.concatenate([fd.tensor(pose_spec)] * 2, axis=1)
         model_only = _model_only(vo, td, tp)
         report = {
             "input": str(input_path), "layout": seq.layout, "frames_timed": n_timed,
             "image_size": [int(items[0][1].shape[1]), int(items[0][1].shape[0])],
             "depth_input_size": [vo.depth.spec.input_width, vo.depth.spec.input_height],
-            "pose_input_size": [vo.pose_backend.model.spec.input_width,
-                                vo.pose_backend.model.spec.input_height],
+            "pose_input_size": [pose_spec.input_width, pose_spec.input_height],
             "provider": vo.depth.model.provider, "through_ros_node": use_ros,
-            "pose_backend": getattr(vo.pose_backend, "name", type(vo.pose_backend).__name__),
+            "pose_backend": vo.pose_backend.name,
             "fps_end_to_end": round(n_timed / wall, 2) if wall > 0 else None,
             "model_only_ms": model_only,
             "model_in_pipeline_ms": {"depth": _summary(model_ms["depth"]),

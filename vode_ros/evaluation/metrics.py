@@ -48,10 +48,11 @@ model that does not beat it has learnt no depth structure.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from vode_ros.geometry import rotation_angle_rad
 
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 KITTI_LENGTHS_M = tuple(float(v) for v in range(100, 801, 100))
@@ -179,11 +180,6 @@ def _rpe(traj_ref, traj_est, delta_frames: int):
     return out
 
 
-def _rotation_angle_rad(R: np.ndarray) -> float:
-    c = (np.trace(R) - 1.0) / 2.0
-    return math.acos(min(1.0, max(-1.0, c)))
-
-
 def drift_lengths(path_length_m: float) -> tuple[list[float], str]:
     """Sub-sequence lengths for the KITTI drift metric and the rule that chose them."""
     if path_length_m > KITTI_LENGTHS_M[-1]:
@@ -212,7 +208,7 @@ def kitti_drift(gt_poses, est_poses, lengths, step: int = 1) -> dict:
             d_est = np.linalg.inv(est[first]) @ est[last]
             err = np.linalg.inv(d_est) @ d_gt
             t_errs.append(np.linalg.norm(err[:3, 3]) / L)
-            r_errs.append(_rotation_angle_rad(err[:3, :3]) / L)
+            r_errs.append(rotation_angle_rad(err) / L)
             used.add(L)
     if not t_errs:
         return {"t_err_pct": None, "r_err_deg_per_100m": None, "segments": 0, "lengths": []}

@@ -12,7 +12,7 @@ truth never reaches training.
 * Source frames by parallax (optional, ``min_parallax_px`` > 0 and a source's ``max_stride``):
   for each target, each source is the nearest frame, ``stride`` to ``max_stride`` frames away,
   whose *rotation-compensated* parallax reaches ``min_parallax_px`` (pixels at the network size;
-  features tracked by LK, the pure-rotation model of ``vode_ros.geometric`` fitted, the 75 %
+  features tracked by LK, the pure-rotation model of ``vode_ros.multiview`` fitted, the 75 %
   quantile of what it leaves). A slow hand-held camera then gets the baseline depth needs, and a
   camera that only turns (whose depth the photometric loss cannot see: any depth warps a pure
   rotation right) is skipped instead of teaching far-away depth.
@@ -278,10 +278,10 @@ PARALLAX_WIDTH = 320
 def parallax(seq: CachedSequence, i: int, j: int, cache: dict | None = None) -> float:
     """Rotation-compensated parallax from frame ``i`` to frame ``j`` of ``seq``, in pixels of the
     network-size image: features tracked by LK (forward-backward checked), then
-    ``vode_ros.geometric.rotation_parallax`` (the pure-rotation model and the 75 % quantile of
+    ``vode_ros.multiview.rotation_parallax`` (the pure-rotation model and the 75 % quantile of
     the image motion it does not explain). 0 when too few features track (no evidence of parallax)."""
     from vode_ros.flow import detect_features, track_lk
-    from vode_ros.geometric import rotation_parallax
+    from vode_ros.multiview import rotation_parallax
     key = (i, j)
     if cache is not None and key in cache:
         return cache[key]

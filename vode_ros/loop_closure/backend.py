@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vode_ros.depth import sample_depth
 from vode_ros.errors import VodeError
 from vode_ros.loop_closure import sim3
 from vode_ros.loop_closure.features import Features, OrbExtractor
@@ -100,11 +101,9 @@ class _Pending:
 
 
 def sample_at(depth: np.ndarray, keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Depth (any resolution) at keypoints given in a ``width`` x ``height`` image (nearest)."""
-    h, w = depth.shape[:2]
-    x = np.clip(np.round((keypoints[:, 0] + 0.5) * w / width - 0.5), 0, w - 1).astype(int)
-    y = np.clip(np.round((keypoints[:, 1] + 0.5) * h / height - 0.5), 0, h - 1).astype(int)
-    d = np.asarray(depth[y, x], np.float32)
+    """Depth (any resolution) at keypoints given in a ``width`` x ``height`` image (nearest;
+    ``vode_ros.depth.sample_depth``), float32, NaN where not positive and finite."""
+    d = sample_depth(depth, keypoints, (width, height)).astype(np.float32)
     d[~(np.isfinite(d) & (d > 0))] = np.nan
     return d
 

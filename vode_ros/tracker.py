@@ -1,0 +1,561 @@
+"""The geometric pose backend: a keyframe tracker on features tracked from frame to frame, its
+pose from the essential matrix, PnP on its map or the pure-rotation model, its scale from the map,
+the learned depth or the ground (``pose.scale_source``). docs/design.md walks through it.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vode_ros.camera import Camera
+from vode_ros.config import FlowConfig, PoseConfig
+from vode_ros.depth import sample_depth
+from vode_ros.flow import (detect_features, rotation_flow_guess, select_correspondences,
+                           track_dis, track_lk, working_grey)
+from vode_ros.geometry import invert, make_transform, transform_points
+from vode_ros.inference import ModelSpec, OnnxModel
+from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
+                                median_scale, normalise, pnp_pose, project, rotation_parallax,
+                                translation_given_rotation, triangulate_multiview)
+from vode_ros.pose import FrameData, PoseResult
+
+CACHE_KEY = "vode.geometric"
+
+# why geometry gives up on a frame (number-free: they name fallbacks in backend counts)
+TOO_FEW_FEATURES = "too few tracked features"
+NO_ROTATION = "no motion model fits the tracks"
+TEXTURELESS = "textureless or dark frame"
+
+GROUND_GAIN = 0.1             # fraction (log scale) of the ground-height correction per keyframe
+
+
+@dataclass
+class _View:
+    """What the backend keeps of one frame (in ``FrameData.cache``)."""
+
+    grey: np.ndarray
+    camera: Camera
+    world: np.ndarray | None = None          # pose of the frame in the backend's world
+
+
+@dataclass
+class _Keyframe:
+    stamp_ns: int
+    world: np.ndarray                        # T_world_keyframe
+    size: tuple[int, int]                    # working image (w, h)
+    depth: np.ndarray | None                 # learned depth of the keyframe (network size)
+
+
+@dataclass
+class Tracks:
+    """The features the tracker follows: parallel arrays, one row per feature."""
+
+    px: np.ndarray                # (N, 2) float32: in the last frame
+    px_kf: np.ndarray             # (N, 2) float32: in the keyframe
+    vel: np.ndarray               # (N, 2) float32: last image motion, NaN when new
+    Xw: np.ndarray                # (N, 3): map point in the backend's world, NaN: none
+    obs: np.ndarray               # (N, W, 3): unit ray in each keyframe of the window, NaN: unseen
+
+    @classmethod
+    def detected(cls, pts: np.ndarray, window: int) -> Tracks:
+        """New tracks at ``pts`` (in the last frame and the keyframe alike), no map points, no
+        rays yet; ``window``: how many keyframes ``obs`` holds."""
+        n = len(pts)
+        px = pts.astype(np.float32).copy()
+        return cls(px, px.copy(), np.full((n, 2), np.nan, np.float32), np.full((n, 3), np.nan),
+                   np.full((n, window, 3), np.nan))
+
+    def __len__(self) -> int:
+        return len(self.px)
+
+    def kept(self, mask: np.ndarray) -> Tracks:
+        """The tracks selected by ``mask`` (bool or indices)."""
+        return Tracks(self.px[mask], self.px_kf[mask], self.vel[mask], self.Xw[mask],
+                      self.obs[mask])
+
+    def slide_window(self) -> None:
+        """The oldest keyframe leaves the window: its rays go, an empty column comes last."""
+        self.obs = np.concatenate([self.obs[:, 1:], np.full((len(self.obs), 1, 3), np.nan)], 1)
+
+    def extended(self, more: Tracks) -> Tracks:
+        """These tracks followed by ``more``."""
+        return Tracks(*(np.concatenate([a, b]) for a, b in
+                        ((self.px, more.px), (self.px_kf, more.px_kf), (self.vel, more.vel),
+                         (self.Xw, more.Xw), (self.obs, more.obs))))
+
+
+@dataclass
+class Step:
+    """What one frame did inside GeometricPose (diagnostics and tests)."""
+
+    method: str = ""              # static | rotation | pnp | essential
+    keyframe: bool = False
+    tracks: int = 0
+    inliers: int = 0
+    inlier_ratio: float = 0.0
+    parallax_px: float = 0.0
+    scale_method: str = ""
+    note: str = ""
+
+
+class GeometryFailure(Exception):
+    """Geometry cannot answer for this frame; ``category`` is a short, number-free reason."""
+
+    def __init__(self, category: str, detail: str = ""):
+        super().__init__(f"{category} ({detail})" if detail else category)
+        self.category = category
+
+
+class GeometricPose:
+    """Keyframe-based monocular geometry: a ``PoseBackend``.
+
+    It keeps a keyframe, the window of the last keyframes' poses (``win``), features tracked
+    from the keyframe (``tracks``, ``vode_ros.flow``) and, for the features it could
+    triangulate, their 3D positions (the *map*, in the backend's own world frame).
+    """
+
+    name = "geometric"
+
+    def __init__(self, pose_cfg: PoseConfig, flow_cfg: FlowConfig,
+                 depth_spec: ModelSpec | None = None, model: OnnxModel | None = None):
+        self.cfg = pose_cfg
+        self.flow = flow_cfg
+        self.depth_metric = depth_spec is not None and depth_spec.metric
+        self.depth_trained = depth_spec is not None and depth_spec.is_trained
+        # the pose network is not used by geometry; it is kept so that what reports the pose
+        # model (node diagnostics, run.json) works whatever the backend
+        self.model = model
+        src = pose_cfg.scale_source
+        if src == "auto":
+            src = "depth" if self.depth_trained else "triangulation"
+        if src == "ground" and pose_cfg.camera_height_m <= 0:
+            raise ValueError("pose.scale_source 'ground' needs pose.camera_height_m > 0 (the "
+                             "camera's height above the ground, metres)")
+        self.scale_source = src
+        self.reset()
+
+    @property
+    def metric(self) -> bool:
+        """Whether translations come out in metres."""
+        if self.cfg.fixed_scale > 0 or self.scale_source == "ground":
+            return True
+        return self.scale_source == "depth" and self.depth_metric
+
+    def reset(self) -> None:
+        self.kf: _Keyframe | None = None
+        self.K: np.ndarray | None = None
+        self.last: _View | None = None
+        self.last_stamp: int | None = None
+        self.T_w_last = np.eye(4)
+        self.win: list[np.ndarray] = []           # keyframe poses of the window, oldest first
+        self._set_tracks(np.zeros((0, 2), np.float32))
+        self.map_median_depth: float | None = None
+        self.speeds: deque[float] = deque(maxlen=10)  # recent geometric speeds (units per s)
+        self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
+        self.ground_ratio: float | None = None    # known / fitted camera height (ground scale)
+        self.ground_fits = 0
+        self.last_step = Step()
+
+    # -- tracks ----------------------------------------------------------------------------------
+    def _set_tracks(self, pts: np.ndarray) -> None:
+        self.tracks = self._new_tracks(pts)
+
+    def _append_tracks(self, pts: np.ndarray) -> None:
+        self.tracks = self.tracks.extended(self._new_tracks(pts))
+
+    def _new_tracks(self, pts: np.ndarray) -> Tracks:
+        """Tracks of features just detected (in the newest keyframe of the window, if any)."""
+        tracks = Tracks.detected(pts, max(self.cfg.window_keyframes, 2))
+        if len(tracks) and self.win:
+            tracks.obs[:, len(self.win) - 1] = bearings(tracks.px, self.K)
+        return tracks
+
+    def _keep(self, mask: np.ndarray) -> None:
+        self.tracks = self.tracks.kept(mask)
+
+    # -- per-frame views -------------------------------------------------------------------------
+    def view(self, frame: FrameData) -> _View:
+        v = frame.cache.get(CACHE_KEY)
+        if v is None:
+            grey, cam = working_grey(frame.image, frame.camera, self.flow.max_pixels)
+            v = _View(grey, cam)
+            frame.cache[CACHE_KEY] = v
+        return v
+
+    # -- the estimate ----------------------------------------------------------------------------
+    def estimate(self, prev: FrameData, cur: FrameData) -> PoseResult:
+        t0 = time.perf_counter()
+        vp, vc = self.view(prev), self.view(cur)
+        timings = {"views": (time.perf_counter() - t0) * 1e3}
+        try:
+            T_w_cur, step = self._track(prev, cur, vp, vc, timings)
+        except GeometryFailure as exc:
+            self.prior_R = None
+            self._restart(cur, vc, vp.world if vp.world is not None else np.eye(4))
+            self.last_step = Step(note=exc.category)
+            timings["total"] = (time.perf_counter() - t0) * 1e3
+            return PoseResult(np.eye(4), ok=False, reason=f"geometric pose: {exc}",
+                              sigma_scale=self.cfg.fallback_sigma_scale, backend=self.name,
+                              timings_ms=timings)
+        vc.world = T_w_cur
+        T = invert(vp.world) @ T_w_cur
+        dt = (cur.stamp_ns - prev.stamp_ns) * 1e-9
+        if dt > 0:
+            self.speeds.append(float(np.linalg.norm(T[:3, 3])) / dt)
+        if self.cfg.fixed_scale > 0:
+            T[:3, 3] *= self.cfg.fixed_scale
+        self.last_step = step
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return PoseResult(T, ok=True, reason="", sigma_scale=self._sigma(step),
+                          backend=f"{self.name} ({step.method})", timings_ms=timings)
+
+    def _sigma(self, step: Step) -> float:
+        """Standard-deviation factor of the step from its inlier statistics: 1 at
+        ``pose.covariance_reference_inliers`` inliers, growing as 1/sqrt(inliers) and with the
+        outlier fraction; three times larger where translation is unobserved (rotation only)."""
+        if step.method == "static":
+            return 0.5
+        n = max(step.inliers, 1)
+        s = np.sqrt(self.cfg.covariance_reference_inliers / n) / max(step.inlier_ratio, 0.2)
+        if step.method == "rotation":
+            s *= 3.0
+        return float(np.clip(s, 0.3, self.cfg.fallback_sigma_scale))
+
+    def rebase(self, prev: FrameData, cur: FrameData, T_prev_cur: np.ndarray) -> None:
+        """Another estimator answered for ``cur`` after a geometric failure (which restarted the
+        tracker at ``cur``): place ``cur`` at ``prev``'s pose composed with ``T_prev_cur``."""
+        vp, vc = self.view(prev), self.view(cur)
+        vc.world = (vp.world if vp.world is not None else np.eye(4)) @ T_prev_cur
+        if self.kf is not None and self.kf.stamp_ns == cur.stamp_ns:
+            self.kf.world = vc.world.copy()
+            self.win = [vc.world.copy()]
+            self.T_w_last = vc.world.copy()
+            self.tracks.Xw[:] = np.nan
+            if self.scale_source == "depth":
+                self._lift_with_depth(cur, vc)
+
+    def map_speed(self) -> float | None:
+        """Median of the recent geometric speeds (map units per second), None before any."""
+        return float(np.median(self.speeds)) if self.speeds else None
+
+    # -- one frame, step by step -----------------------------------------------------------------
+    def _track(self, prev: FrameData, cur: FrameData, vp: _View, vc: _View,
+               timings: dict[str, float]) -> tuple[np.ndarray, Step]:
+        """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
+        c = self.cfg
+        if self._needs_restart(vp, vc):
+            self._restart(prev, vp, vp.world if vp.world is not None else np.eye(4))
+        self._check_texture(vc.grey)
+        K = vc.camera.K
+        t0 = time.perf_counter()
+        fb = self._track_flow(prev, cur, vc)
+        timings["flow"] = (time.perf_counter() - t0) * 1e3
+        n = len(self.tracks)
+        if n < c.min_tracks:
+            raise GeometryFailure(TOO_FEW_FEATURES, f"{n} < pose.min_tracks {c.min_tracks}")
+        t1 = time.perf_counter()
+        sel = self._select_correspondences(fb, vc.grey)
+        step = Step(tracks=n)
+        if self._is_static():
+            step.method, step.inliers, step.inlier_ratio = "static", n, 1.0
+            self.T_w_last = self.kf.world.copy()
+            timings["pose"] = (time.perf_counter() - t1) * 1e3
+            return self.kf.world.copy(), step
+        R_rot, rot_inl = self._rotation_model(sel, K, step)
+        T, drop, want_kf = self._relative_pose(sel, K, R_rot, rot_inl, step)
+        timings["pose"] = (time.perf_counter() - t1) * 1e3
+        if self._keyframe_due(want_kf, n):
+            t2 = time.perf_counter()
+            self._keep(~drop)
+            T = self._new_keyframe(cur, vc, T)
+            step.keyframe = True
+            timings["keyframe"] = (time.perf_counter() - t2) * 1e3
+        self.T_w_last = T
+        return T, step
+
+    def _needs_restart(self, vp: _View, vc: _View) -> bool:
+        """No keyframe yet, or the previous frame unplaced, or the camera or image size changed."""
+        return (self.kf is None or self.last is None or vp.world is None
+                or vc.camera != self.last.camera or vc.grey.shape != self.last.grey.shape)
+
+    def _check_texture(self, grey: np.ndarray) -> None:
+        std = float(cv2.meanStdDev(grey)[1][0, 0])
+        if std < self.cfg.min_grey_std:
+            raise GeometryFailure(TEXTURELESS, f"grey-level std {std:.1f} < pose.min_grey_std "
+                                  f"{self.cfg.min_grey_std}")
+
+    def _flow_guess(self, prev: FrameData, K: np.ndarray) -> np.ndarray | None:
+        """Where the features are expected in the new frame: moved by the rotation prior (the
+        pose network's, hybrid), else at constant image velocity (new tracks: the median)."""
+        tr = self.tracks
+        if self.prior_R is not None and self.last_stamp == prev.stamp_ns and len(tr):
+            return rotation_flow_guess(tr.px, K, self.prior_R)
+        if self.flow.motion_prior and len(tr):
+            known = np.isfinite(tr.vel[:, 0])
+            if known.any():
+                return tr.px + np.where(known[:, None], tr.vel, np.median(tr.vel[known], axis=0))
+        return None
+
+    def _track_flow(self, prev: FrameData, cur: FrameData, vc: _View) -> np.ndarray:
+        """Track the features from the last frame into ``cur`` (pyramidal LK from the predicted
+        positions, or dense DIS flow), forward-backward checked, and drop the lost ones.
+        Returns the forward-backward errors of the tracks kept."""
+        f = self.flow
+        guess = self._flow_guess(prev, vc.camera.K)
+        self.prior_R = None
+        tracks = self.tracks
+        if f.method == "lk":
+            tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, f.lk_levels,
+                          f.fb_threshold_px, guess)
+        else:
+            tr = track_dis(self.last.grey, vc.grey, tracks.px, f.fb_threshold_px)
+        tracks.vel = (tr.p1 - tracks.px).astype(np.float32)
+        tracks.px = tr.p1
+        self._keep(tr.ok)
+        self.last, self.last_stamp = vc, cur.stamp_ns
+        return tr.fb_error[tr.ok]
+
+    def _select_correspondences(self, fb: np.ndarray, grey: np.ndarray) -> np.ndarray:
+        """Indices of the keyframe -> current tracks the two-view geometry uses: the best
+        forward-backward scores, a bounded sample spread over the image."""
+        f = self.flow
+        h, w = grey.shape[:2]
+        return select_correspondences(self.tracks.px_kf, self.tracks.px, fb, w, h,
+                                      f.keep_fraction, f.max_correspondences, np.inf,
+                                      (f.grid_cols, f.grid_rows))
+
+    def _is_static(self) -> bool:
+        """The features have not moved since the keyframe (median displacement)."""
+        moved = float(np.median(np.linalg.norm(self.tracks.px - self.tracks.px_kf, axis=1)))
+        return moved < self.cfg.static_parallax_px
+
+    def _rotation_model(self, sel: np.ndarray, K: np.ndarray, step: Step
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """The pure-rotation model keyframe -> current and the parallax it leaves (into
+        ``step``). Returns (R_cur_kf, inlier mask over ``sel``)."""
+        c = self.cfg
+        f_px = 0.5 * (K[0, 0] + K[1, 1])
+        tr = self.tracks
+        R_rot, rot_inl, parallax = rotation_parallax(tr.px_kf[sel], tr.px[sel], K,
+                                                     2.0 * c.ransac_threshold_px / f_px,
+                                                     c.parallax_quantile)
+        if R_rot is None:
+            raise GeometryFailure(NO_ROTATION)
+        step.parallax_px = parallax
+        return R_rot, rot_inl
+
+    def _relative_pose(self, sel: np.ndarray, K: np.ndarray, R_rot: np.ndarray,
+                       rot_inl: np.ndarray, step: Step) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The pose of the current frame: the essential matrix where the parallax allows, else
+        PnP on the map, else (no map, little parallax) the rotation-only model. Returns
+        (T_world_cur, tracks to drop as outliers, whether the parallax calls for a keyframe)."""
+        c = self.cfg
+        mapped = sel[np.isfinite(self.tracks.Xw[sel, 2])]
+        has_map = len(mapped) >= c.min_pnp_points
+        if has_map:
+            want_e = step.parallax_px >= c.essential_parallax_px
+            want_kf = step.parallax_px >= c.keyframe_parallax_px
+        else:                                      # no map yet: the first two-view estimate
+            want_e = want_kf = step.parallax_px >= c.init_parallax_px
+        if want_e:
+            T, outliers = self._essential(sel, step, K)
+            if T is not None:
+                return T, outliers, want_kf
+        if has_map:
+            T, outliers = self._pnp(mapped, step, K)
+            if T is not None:
+                return T, outliers, want_kf
+        return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
+
+    def _essential(self, sel: np.ndarray, step: Step, K: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """Essential matrix keyframe -> current on the selected tracks, the translation scaled.
+        Returns (T_world_cur, outlier mask over the tracks) or (None, None) when the two views
+        are degenerate (the reason goes into ``step.note``)."""
+        c = self.cfg
+        two = essential_pose(self.tracks.px_kf[sel], self.tracks.px[sel], K,
+                             c.ransac_threshold_px, method=c.essential_method)
+        if two is None or two.n_inliers < max(c.min_inliers, c.min_inlier_ratio * len(sel)):
+            step.note = f"essential matrix: {0 if two is None else two.n_inliers} inliers of " \
+                        f"{len(sel)}"
+            return None, None
+        idx = sel[two.inliers]
+        X0 = two.X0           # finite and in front of both cameras (``essential_pose``)
+        good = two.angle >= c.min_triangulation_angle_deg
+        if good.sum() < c.min_inliers // 2:
+            step.note = f"essential matrix: {int(good.sum())} points triangulate"
+            return None, None
+        s, how = self._scale(two, idx[good], X0[good], K)
+        if not (np.isfinite(s) and s > 0):
+            step.note = "essential matrix: no scale"
+            return None, None
+        outliers = np.zeros(len(self.tracks), bool)
+        outliers[sel[~two.inliers]] = True
+        step.method, step.scale_method = "essential", how
+        step.inliers, step.inlier_ratio = two.n_inliers, two.n_inliers / max(len(sel), 1)
+        return self.kf.world @ invert(make_transform(two.R, two.t * s)), outliers
+
+    def _pnp(self, mapped: np.ndarray, step: Step, K: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """PnP of the current frame on the map points of the tracks ``mapped``. Returns
+        (T_world_cur, outlier mask over the tracks) or (None, None) with too few inliers."""
+        c = self.cfg
+        T_cur_w, inl = pnp_pose(self.tracks.Xw[mapped], self.tracks.px[mapped], K,
+                                c.pnp_threshold_px)
+        if T_cur_w is None or inl.sum() < c.min_pnp_points:
+            return None, None
+        step.method, step.inliers = "pnp", int(inl.sum())
+        step.inlier_ratio = float(inl.mean())
+        outliers = np.zeros(len(self.tracks), bool)
+        outliers[mapped[~inl]] = True
+        return invert(T_cur_w), outliers
+
+    def _rotation_pose(self, R_rot: np.ndarray, rot_inl: np.ndarray, step: Step) -> np.ndarray:
+        """The rotation-only pose: the keyframe's orientation turned by ``R_rot``, the position
+        held (pure rotation never makes translation)."""
+        step.method, step.inliers = "rotation", int(rot_inl.sum())
+        step.inlier_ratio = float(rot_inl.mean())
+        return make_transform(self.kf.world[:3, :3] @ R_rot.T, self.T_w_last[:3, 3])
+
+    def _keyframe_due(self, want_kf: bool, n_tracks: int) -> bool:
+        """A new keyframe where the parallax asks for one or too few tracks are left."""
+        return want_kf or n_tracks < self.flow.max_features * self.cfg.redetect_fraction
+
+    # -- scale -----------------------------------------------------------------------------------
+    def _scale(self, two: TwoView, idx: np.ndarray, X0: np.ndarray, K: np.ndarray
+               ) -> tuple[float, str]:
+        """Length of the unit two-view translation whose inliers ``idx`` triangulated to ``X0``
+        (keyframe frame), and how it was found: the learned depth (scale source 'depth'), the
+        map points shared with the new triangulation, or the scene's median depth."""
+        z = X0[:, 2]
+        tr, kf = self.tracks, self.kf
+        if self.scale_source == "depth" and kf.depth is not None:
+            s = median_scale(sample_depth(kf.depth, tr.px_kf[idx], kf.size), z)
+            if np.isfinite(s):
+                return s, "depth"
+        shared = np.isfinite(tr.Xw[idx, 2])
+        if shared.sum() >= self.cfg.min_shared_points:
+            Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
+            s_depth = median_scale(Xk[:, 2], z[shared])
+            t = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
+                                           1.0 / K[0, 0])
+            s_map = float(t @ two.t) if t is not None else float("nan")
+            if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
+                return float(np.sqrt(s_depth * s_map)), "shared points"
+            if np.isfinite(s_depth):
+                return s_depth, "shared points"
+        # no map in common: keep the scene's median depth (first map: the learned depth's)
+        target = self.map_median_depth
+        if target is None and kf.depth is not None:
+            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
+            d = d[np.isfinite(d) & (d > 0)]
+            target = float(np.median(d)) if len(d) else None
+        return (target or 1.0) / float(np.median(z)), "median depth"
+
+    def _ground_rescale(self, T_w_cur: np.ndarray) -> None:
+        """Scale source 'ground': fit the ground plane to the map seen from the new keyframe and
+        rescale the map and the window about the camera towards the known camera height: all
+        the way at the first fit, 1/k of the way (log scale) at the k-th, at least
+        ``GROUND_GAIN``. The current pose does not move; later steps come out in metres."""
+        mapped = np.isfinite(self.tracks.Xw[:, 2])
+        if mapped.sum() < 10:
+            return
+        g = fit_ground_plane(transform_points(invert(T_w_cur), self.tracks.Xw[mapped]))
+        if g is None:
+            return
+        self.ground_fits += 1
+        self.ground_ratio = float(self.cfg.camera_height_m / g[0])
+        # the k-th fit moves the scale 1/k of the way (a running mean of the first fits), later
+        # ones at least GROUND_GAIN of it (following drift; one noisy fit must not shake it)
+        gain = max(1.0 / self.ground_fits, GROUND_GAIN)
+        ratio = self.ground_ratio if self.ground_fits == 1 else \
+            float(np.clip(self.ground_ratio, 0.5, 2.0))
+        f = ratio ** gain
+        c = T_w_cur[:3, 3]
+        self.tracks.Xw = c + f * (self.tracks.Xw - c)
+        for T in self.win:
+            T[:3, 3] = c + f * (T[:3, 3] - c)
+        if self.map_median_depth is not None:
+            self.map_median_depth *= f
+
+    # -- keyframes and the map -------------------------------------------------------------------
+    def _restart(self, frame: FrameData, view: _View, world: np.ndarray) -> None:
+        """``frame`` becomes the keyframe with fresh features and no map (the map's median depth,
+        if there was one, carries the scale to the next map)."""
+        if view.world is None:
+            view.world = world.copy()
+        self.K = view.camera.K
+        self.kf = _Keyframe(frame.stamp_ns, view.world.copy(),
+                            (view.grey.shape[1], view.grey.shape[0]), frame.depth)
+        self.win = [view.world.copy()]
+        self._set_tracks(self._detect(view.grey, self.flow.max_features))
+        if self.scale_source == "depth":
+            self._lift_with_depth(frame, view)
+        self.last, self.last_stamp = view, frame.stamp_ns
+        self.T_w_last = view.world.copy()
+
+    def _detect(self, grey: np.ndarray, count: int, existing: np.ndarray | None = None
+                ) -> np.ndarray:
+        f = self.flow
+        return detect_features(grey, count, f.min_distance_px, existing=existing,
+                               grid=(f.grid_cols, f.grid_rows), method=f.detector)
+
+    def _lift_with_depth(self, frame: FrameData, view: _View) -> None:
+        """Map points from the learned depth at the keyframe for the tracks without one (map
+        units = depth units when the depth is the scale source)."""
+        if frame.depth is None:
+            return
+        tr = self.tracks
+        miss = ~np.isfinite(tr.Xw[:, 2])
+        if not miss.any():
+            return
+        d = sample_depth(frame.depth, tr.px_kf[miss], self.kf.size)
+        X = bearings(tr.px_kf[miss], view.camera.K)
+        X = X / X[:, 2:3] * d[:, None]
+        X[~(np.isfinite(d) & (d > 0))] = np.nan
+        tr.Xw[miss] = transform_points(self.kf.world, X)
+
+    def _new_keyframe(self, cur: FrameData, vc: _View, T_w_cur: np.ndarray) -> np.ndarray:
+        """``cur`` becomes the keyframe: the window takes it, tracks seen from two keyframes of
+        the window or more are triangulated from all of them, features are topped up."""
+        if len(self.win) >= self.tracks.obs.shape[1]:      # slide: the oldest keyframe leaves
+            self.win = self.win[1:]
+            self.tracks.slide_window()
+        self.win.append(T_w_cur.copy())
+        if len(self.tracks):
+            self._triangulate_window(vc.camera.K, T_w_cur)
+            if self.scale_source == "ground":
+                self._ground_rescale(T_w_cur)
+        self.tracks.px_kf = self.tracks.px.copy()
+        self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
+                            cur.depth)
+        missing = self.flow.max_features - len(self.tracks)
+        if missing > 0.1 * self.flow.max_features:
+            self._append_tracks(self._detect(vc.grey, missing, existing=self.tracks.px))
+        if self.scale_source == "depth":
+            self._lift_with_depth(cur, vc)
+        return T_w_cur
+
+    def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:
+        """Map points of the tracks from every keyframe of the window that saw them (the newest
+        is ``T_w_cur``); map points behind the new keyframe or off their track are dropped."""
+        c, tr = self.cfg, self.tracks
+        m = len(self.win)
+        tr.obs[:, m - 1] = bearings(tr.px, K)
+        X, ang = triangulate_multiview(np.stack([T[:3, :3] for T in self.win]),
+                                       np.stack([T[:3, 3] for T in self.win]),
+                                       tr.obs[:, :m], 1.0 / (0.5 * (K[0, 0] + K[1, 1])))
+        good = np.isfinite(X[:, 2]) & (ang >= c.min_triangulation_angle_deg)
+        tr.Xw[good] = X[good]
+        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
+        if len(mapped):                # a map point behind the camera or off its track is wrong
+            Xc = transform_points(invert(T_w_cur), tr.Xw[mapped])
+            bad = (Xc[:, 2] <= 0) | (np.linalg.norm(project(Xc, K) - tr.px[mapped], axis=1)
+                                     > 3 * c.pnp_threshold_px)
+            tr.Xw[mapped[bad]] = np.nan
+            if (~bad).sum() >= 10:
+                self.map_median_depth = float(np.median(Xc[~bad, 2]))

@@ -22,8 +22,9 @@ import model_factory as mf
 from vode_ros.cli import main
 from vode_ros.config import VodeConfig
 from vode_ros.datasets import DatasetError, open_sequence
-from vode_ros.datasets.bagwriter import (BagError, bag_info, dataset_to_bag, read_messages,
-                                         read_odometry)
+from vode_ros.bags.from_dataset import dataset_to_bag
+from vode_ros.bags.paths import BagError
+from vode_ros.bags.reader import bag_info, read_messages, read_odometry
 
 rclpy = pytest.importorskip("rclpy")
 

@@ -305,7 +305,7 @@ def _add_bag(sub):
 
 
 def _run_bag_from_dataset(args):
-    from vode_ros.datasets.bagwriter import dataset_to_bag
+    from vode_ros.bags.from_dataset import dataset_to_bag
     info = dataset_to_bag(args.input, args.out, frames=args.frames, storage=args.storage,
                           compressed=args.compressed, overwrite=args.overwrite,
                           jpeg_quality=args.jpeg_quality, quiet=args.quiet)
@@ -338,7 +338,7 @@ def _run_bag_record(args):
 
 
 def _run_bag_info(args):
-    from vode_ros.datasets.bagwriter import bag_info
+    from vode_ros.bags.reader import bag_info
     print(json.dumps(bag_info(args.bag), indent=2))
     return 0
 
@@ -374,7 +374,7 @@ def _run_synth(args):
                              progress=sys.stderr.isatty())
     print(f"wrote {path} (TUM RGB-D layout: rgb/, depth/, groundtruth.txt, camera.txt)")
     if args.bag:
-        from vode_ros.datasets.bagwriter import dataset_to_bag
+        from vode_ros.bags.from_dataset import dataset_to_bag
         info = dataset_to_bag(path, args.bag, quiet=True)
         print(f"wrote {info.get('path', args.bag)}")
     return 0

@@ -20,7 +20,7 @@ Outputs (DIR = ``--out``):
   time and frames per second;
 - ``vode eval`` adds ``metrics.json`` and ``trajectory.png``, ``errors.png``, ``depth.png``;
 - ``--out-bag OUT.mcap``: what vode_node would publish for these frames, as a ROS 2 bag
-  (``vode_ros.datasets.bagwriter.OdometryBag``: /odom, /tf, /tf_static, /depth/image +
+  (``vode_ros.bags.odometry.OdometryBag``: /odom, /tf, /tf_static, /depth/image +
   /depth/camera_info every ``save_depth``-th frame, /path, /diagnostics), written atomically and
   moved into place when the run succeeds (replacing an older bag there).
 
@@ -353,7 +353,7 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
             depth_scaling = "none" if vo.depth.metric else "median"
     started = datetime.now(timezone.utc)
 
-    from vode_ros.datasets.bagwriter import odometry_bag
+    from vode_ros.bags.odometry import odometry_bag
     from vode_ros.loop_closure import loop_closure_for
     with AtomicOutput(out_dir) as out, odometry_bag(opts.out_bag, cfg, opts.save_depth) as bag, \
             loop_closure_for(cfg) as lc:

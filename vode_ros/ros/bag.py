@@ -38,8 +38,10 @@ from rclpy.clock import Clock as RclClock, ClockType
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from vode_ros.datasets.bagwriter import (CAMERA_INFO, COMPRESSED, IMAGE, SENSOR_TYPES,
-                                         BagError, BagWriter, open_reader, read_error)
+from vode_ros.bags.paths import BagError, read_error
+from vode_ros.bags.reader import open_reader
+from vode_ros.bags.typestore import CAMERA_INFO, COMPRESSED, IMAGE, SENSOR_TYPES
+from vode_ros.bags.writer import BagWriter
 from vode_ros.ros.spinning import spun_node
 
 CLOCK_TOPIC = "/clock"

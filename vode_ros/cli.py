@@ -176,7 +176,7 @@ def _run_args(p) -> None:
 
 
 def _run_options(args):
-    from vode_ros.evaluation.runner import RunOptions
+    from vode_ros.offline import RunOptions
     return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
                       config_file=args.config, overrides=list(args.set), out_bag=args.out_bag)
 
@@ -189,7 +189,7 @@ def _add_process(sub):
 
 
 def _run_process(args):
-    from vode_ros.evaluation.runner import run
+    from vode_ros.offline import run
     try:
         info = run(args.input, args.out, _load(args), _run_options(args))
     except KeyboardInterrupt:
@@ -218,7 +218,8 @@ def _add_eval(sub):
 
 
 def _run_eval(args):
-    from vode_ros.evaluation.runner import EvalOptions, run
+    from vode_ros.evaluation.evaluate import EvalOptions
+    from vode_ros.offline import run
     ev = EvalOptions(min_depth=args.min_depth, max_depth=args.max_depth,
                      depth_scaling=args.depth_scaling, align=args.align,
                      plots=not args.no_plots)

@@ -58,6 +58,7 @@ class RosbagSequence(Sequence):
             raise DatasetError(f"{path} is not a ROS 2 bag; expected a rosbag2 folder with "
                                "metadata.yaml, or a .mcap / .db3 file", "layout")
         self._target = target
+        self._where = target              # what errors name: the bag file until it is opened
         self.gt_source = "none"
         try:
             with self._reader() as reader:
@@ -69,6 +70,7 @@ class RosbagSequence(Sequence):
             raise self._bag_error(err) from None
         super().__init__(path, path.stem if path.is_file() else path.name, self._camera,
                          self._stamps, frames)
+        self._where = self.path
 
     # -- opening ---------------------------------------------------------------------------------
     def _bag_error(self, err: Exception) -> DatasetError:
@@ -145,8 +147,8 @@ class RosbagSequence(Sequence):
                 tree.add(self._ts.deserialize_cdr(raw, TF), conn.topic.endswith("tf_static"))
             else:
                 msg = self._ts.deserialize_cdr(raw, conn.msgtype)
-                pose = msg.pose.pose if conn.msgtype != POSE_TYPES[0] else msg.pose
-                child = getattr(msg, "child_frame_id", "")
+                pose = msg.pose if conn.msgtype == POSE_STAMPED else msg.pose.pose
+                child = msg.child_frame_id if conn.msgtype == ODOMETRY else ""
                 pose_msgs.setdefault(conn.topic, []).append(
                     (header_stamp_ns(msg.header), pose_matrix(pose.position, pose.orientation),
                      child.lstrip("/")))
@@ -299,7 +301,7 @@ class RosbagSequence(Sequence):
                 img = raw_to_rgb(msg.data, msg.encoding, int(msg.width), int(msg.height),
                                  int(msg.step), bool(msg.is_bigendian))
         except InputError as err:
-            raise DatasetError(f"bag {self.path if hasattr(self, 'path') else self._target}, "
+            raise DatasetError(f"bag {self._where}, "
                                f"topic {self.image_topic}, frame {index}: {err}", "format") \
                 from None
         if undistort and self._undistort is not None:

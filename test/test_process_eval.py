@@ -16,9 +16,9 @@ from vode_ros.config import load_config
 from vode_ros.datasets import open_sequence
 from vode_ros.errors import InputError, VodeError
 from vode_ros.evaluation.evaluate import EvalOptions
+from vode_ros.evaluation.trajectory import read_tum
 from vode_ros.offline import RunOptions, run
 from vode_ros.offline.outputs import read_depth_png
-from vode_ros.evaluation.trajectory import read_tum
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

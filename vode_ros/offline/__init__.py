@@ -4,9 +4,10 @@ recorded sequence.
 Both build the pipeline with ``build_odometry(cfg)`` and call ``VisualOdometry.process`` on every
 frame, exactly as the ROS node does; there is no second, simplified path. A frame the pipeline
 refuses (``InputError``, including a model output that is not finite) is skipped and counted.
-The run (``runner.run``) fills a ``RunRecord`` (``record``); the files are written from it
-(``outputs``, ``reports``), and ``vode eval`` evaluates it against the sequence's ground truth
-(``vode_ros.evaluation.evaluate``).
+The run (``runner.process_sequence``) returns a ``RunRecord`` (``record``); the files are written
+from it (``outputs``, ``reports``), and ``vode eval`` evaluates it against the sequence's ground
+truth (``vode_ros.evaluation.evaluate``). ``runner.run`` is the whole command: open, build, run,
+write, commit.
 
 Outputs (DIR = ``--out``):
 
@@ -41,6 +42,6 @@ succeeded (``run.json`` last: a DIR with ``run.json`` is complete). A failed or 
 removes its partial folder and leaves a previous complete run in DIR untouched.
 """
 from vode_ros.offline.record import RunRecord
-from vode_ros.offline.runner import RunOptions, process_frames, run
+from vode_ros.offline.runner import RunOptions, process_frames, process_sequence, run
 
-__all__ = ["RunOptions", "RunRecord", "process_frames", "run"]
+__all__ = ["RunOptions", "RunRecord", "process_frames", "process_sequence", "run"]

@@ -56,15 +56,14 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
     if evaluate is not None:
         from vode_ros.evaluation.evaluate import GroundTruthSamples
         truth = GroundTruthSamples(seq, evaluate, metric_depth=vo.depth.metric)
-    record = new_record(command, input_path, seq, vo, cfg, opts)
+    started = datetime.now(timezone.utc)
     with AtomicOutput(out_dir) as out, odometry_bag(opts.out_bag, cfg, opts.save_depth) as bag, \
             loop_closure_for(cfg) as lc:
         depth_pngs = DepthPngs(out.path("depth"), opts.save_depth)
         writers = [depth_pngs.add] + ([lambda pos, f, est: bag.add(est, pos)] if bag else [])
-        process_frames(seq, vo, record, writers, [truth.add] if truth else [], lc, opts.quiet)
-        check_processed(record, input_path, len(seq))
-        if lc is not None:
-            record.loop_closure = finish_loop_closure(lc, record)
+        record = process_sequence(seq, vo, cfg, opts, command=command, input_path=input_path,
+                                  started=started, writers=writers,
+                                  observers=[truth.add] if truth else [], loop_closure=lc)
         write_trajectories(out, record)
         write_json(out.path("timing.json"), timing_report(record))
         info = run_info(record, depth_pngs)
@@ -87,14 +86,31 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
 
 
 # -- the steps -----------------------------------------------------------------------------------
-def new_record(command: str, input_path: str, seq, vo, cfg: VodeConfig,
-               opts: RunOptions) -> RunRecord:
+def process_sequence(seq, vo, cfg: VodeConfig, opts: RunOptions, *, command: str = "process",
+                     input_path=None, started: datetime | None = None,
+                     writers: Iterable[FrameSink] = (), observers: Iterable[FrameSink] = (),
+                     loop_closure=None) -> RunRecord:
+    """The run itself: ``vo`` (built from ``cfg``) over every frame of ``seq``, with the frame
+    sinks and loop closure of ``process_frames``; returns its record. Raises ``VodeError`` when
+    no frame could be processed."""
+    input_path = seq.path if input_path is None else input_path
+    record = new_record(command, input_path, seq, vo, cfg, opts,
+                        started or datetime.now(timezone.utc))
+    process_frames(seq, vo, record, writers, observers, loop_closure, opts.quiet)
+    check_processed(record, input_path, len(seq))
+    if loop_closure is not None:
+        record.loop_closure = finish_loop_closure(loop_closure, record)
+    return record
+
+
+def new_record(command: str, input_path, seq, vo, cfg: VodeConfig, opts: RunOptions,
+               started: datetime) -> RunRecord:
     """The record of a run about to start: the input, the pipeline's models and settings."""
     depth_model = vo.depth.model
     return RunRecord(
         command=command, input=str(Path(input_path).expanduser().resolve()), layout=seq.layout,
         name=seq.name, frames_selection=opts.frames, frames_total=len(seq), camera=seq.camera,
-        started_utc=datetime.now(timezone.utc), scale=vo.scale, depth_metric=vo.depth.metric,
+        started_utc=started, scale=vo.scale, depth_metric=vo.depth.metric,
         models={"depth": model_info(depth_model), "pose": model_info(vo.pose_backend.model)},
         provider=depth_model.provider if depth_model is not None else None,
         pose_backend=vo.pose_backend.name, config=cfg, config_file=opts.config_file,

@@ -22,8 +22,9 @@ import model_factory as mf
 from vode_ros.cli import main
 from vode_ros.config import VodeConfig
 from vode_ros.datasets import DatasetError, open_sequence
-from vode_ros.datasets.bagwriter import (BagError, bag_info, dataset_to_bag, read_messages,
-                                         read_odometry)
+from vode_ros.bags.from_dataset import dataset_to_bag
+from vode_ros.bags.paths import BagError
+from vode_ros.bags.reader import bag_info, read_messages, read_odometry
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -195,6 +196,57 @@ def test_process_writes_the_node_topics_into_a_bag(assets, tmp_path):
     run_info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run_info["out_bag"]["path"] == str(out_bag)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_bag_messages_hold_the_values_the_node_publishes(assets):
+    """The rosbags builder (bags.messages) and the node's rclpy conversions hold the same values
+    (message_fields): the node's message, read back by rosbags, serialises to the bag message's
+    bytes (re-serialised, as rclpy leaves CDR padding bytes undefined)."""
+    from types import SimpleNamespace
+
+    from nav_msgs.msg import Path as PathMsg
+    from rclpy.serialization import serialize_message
+    from scipy.spatial.transform import Rotation
+    from std_msgs.msg import Header
+    from tf2_msgs.msg import TFMessage
+
+    from vode_ros.bags.messages import Messages
+    from vode_ros.bags.typestore import CAMERA_INFO, IMAGE, ODOMETRY, PATH, POSE_STAMPED, TF
+    from vode_ros.ros import conversions as conv
+    rng = np.random.default_rng(7)
+    m = Messages()
+    frame = assets["frames"][2]
+    t = frame.stamp_ns + 123
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec([0.3, -0.2, 0.9]).as_matrix()
+    T[:3, 3] = [1.5, -2.0, 0.25]
+    est = SimpleNamespace(pose=T, twist=rng.normal(size=6),
+                          pose_covariance=rng.normal(size=(6, 6)),
+                          twist_covariance=rng.normal(size=(6, 6)))
+    depth = rng.random((H, W)).astype(np.float32)
+    depth[3, 4] = np.nan
+
+    def header(frame_id):
+        return Header(stamp=conv.ns_to_stamp(t), frame_id=frame_id)
+
+    pairs = [
+        (IMAGE, m.image(frame.image, t, "camera"),
+         conv.rgb_to_image(frame.image, header("camera"))),
+        (IMAGE, m.depth(depth, t, "cam"), conv.depth_to_image(depth, header("cam"))),
+        (CAMERA_INFO, m.camera_info(frame.camera, t, "cam"),
+         conv.camera_to_camera_info(frame.camera, header("cam"))),
+        (ODOMETRY, m.odometry(est, t, "odom", "base_link"),
+         conv.estimate_to_odometry(est, header("odom"), "base_link")),
+        (TF, m.tf([m.transform(T, t, "odom", "base_link")]),
+         TFMessage(transforms=[conv.matrix_to_transform(T, header("odom"), "base_link")])),
+        (POSE_STAMPED, m.pose_stamped(T, t, "odom"), conv.pose_stamped(T, header("odom"))),
+        (PATH, m.path([m.pose_stamped(T, t, "odom")] * 2, t, "odom"),
+         PathMsg(header=header("odom"), poses=[conv.pose_stamped(T, header("odom"))] * 2)),
+    ]
+    for msgtype, bag_msg, node_msg in pairs:
+        from_node = m.ts.deserialize_cdr(serialize_message(node_msg), msgtype)
+        assert bytes(m.ts.serialize_cdr(from_node, msgtype)) == \
+            bytes(m.ts.serialize_cdr(bag_msg, msgtype)), msgtype
 
 
 # -- play ----------------------------------------------------------------------------------------

@@ -394,7 +394,7 @@ def test_backend_choice_is_validated():
 
 def test_process_reports_backends_and_fallbacks(models, room, tmp_path):
     """`vode process` counts the backends of every step, fallback reasons included."""
-    from vode_ros.evaluation.runner import RunOptions, run as run_sequence
+    from vode_ros.offline import RunOptions, run as run_sequence
     seq = synth.generate_sequence(tmp_path / "seq", scene="room", trajectory="straight",
                                   n_frames=16, seed=1)
     for path in sorted((seq / "rgb").glob("*.png"))[6:8]:           # two dim frames

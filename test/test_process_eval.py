@@ -15,8 +15,10 @@ from vode_ros.cli import main
 from vode_ros.config import load_config
 from vode_ros.datasets import open_sequence
 from vode_ros.errors import InputError, VodeError
-from vode_ros.evaluation.runner import EvalOptions, RunOptions, read_depth_png, run
+from vode_ros.evaluation.evaluate import EvalOptions
 from vode_ros.evaluation.trajectory import read_tum
+from vode_ros.offline import RunOptions, run
+from vode_ros.offline.outputs import read_depth_png
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -233,11 +235,11 @@ def test_eval_on_kitti_06_with_shipped_models(tmp_path):
 
 
 def test_depth_grid_prefers_frames_with_ground_truth_depth():
-    from vode_ros.evaluation.runner import _GridPicker
+    from vode_ros.evaluation.depth_grid import DepthGrid
     img, d = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32)
     for total, gt_every, want in ((12, 5, [0, 5, 10, 11]), (600, 5, [0, 200, 400, 595]),
                                   (10, 1000, [0, 3, 6, 9])):
-        picker = _GridPicker(total)
+        picker = DepthGrid(total)
         for i in range(total):
             picker.offer(i, i, img, d, d if i % gt_every == 0 else None)
         assert [s["index"] for s in picker.result()] == want

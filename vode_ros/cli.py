@@ -176,7 +176,7 @@ def _run_args(p) -> None:
 
 
 def _run_options(args):
-    from vode_ros.evaluation.runner import RunOptions
+    from vode_ros.offline import RunOptions
     return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
                       config_file=args.config, overrides=list(args.set), out_bag=args.out_bag)
 
@@ -189,7 +189,7 @@ def _add_process(sub):
 
 
 def _run_process(args):
-    from vode_ros.evaluation.runner import run
+    from vode_ros.offline import run
     try:
         info = run(args.input, args.out, _load(args), _run_options(args))
     except KeyboardInterrupt:
@@ -218,7 +218,8 @@ def _add_eval(sub):
 
 
 def _run_eval(args):
-    from vode_ros.evaluation.runner import EvalOptions, run
+    from vode_ros.evaluation.evaluate import EvalOptions
+    from vode_ros.offline import run
     ev = EvalOptions(min_depth=args.min_depth, max_depth=args.max_depth,
                      depth_scaling=args.depth_scaling, align=args.align,
                      plots=not args.no_plots)
@@ -305,7 +306,7 @@ def _add_bag(sub):
 
 
 def _run_bag_from_dataset(args):
-    from vode_ros.datasets.bagwriter import dataset_to_bag
+    from vode_ros.bags.from_dataset import dataset_to_bag
     info = dataset_to_bag(args.input, args.out, frames=args.frames, storage=args.storage,
                           compressed=args.compressed, overwrite=args.overwrite,
                           jpeg_quality=args.jpeg_quality, quiet=args.quiet)
@@ -338,7 +339,7 @@ def _run_bag_record(args):
 
 
 def _run_bag_info(args):
-    from vode_ros.datasets.bagwriter import bag_info
+    from vode_ros.bags.reader import bag_info
     print(json.dumps(bag_info(args.bag), indent=2))
     return 0
 
@@ -374,7 +375,7 @@ def _run_synth(args):
                              progress=sys.stderr.isatty())
     print(f"wrote {path} (TUM RGB-D layout: rgb/, depth/, groundtruth.txt, camera.txt)")
     if args.bag:
-        from vode_ros.datasets.bagwriter import dataset_to_bag
+        from vode_ros.bags.from_dataset import dataset_to_bag
         info = dataset_to_bag(path, args.bag, quiet=True)
         print(f"wrote {info.get('path', args.bag)}")
     return 0

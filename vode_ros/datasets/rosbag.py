@@ -22,152 +22,29 @@ none (e.g. a bag that holds vode's own /odom output).
 """
 from __future__ import annotations
 
-import struct
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from vode_ros.bags.paths import bag_target
+from vode_ros.bags.reader import header_of
+from vode_ros.bags.tf import TfTree
+from vode_ros.bags.typestore import (CAMERA_INFO, COMPRESSED, IMAGE, ODOMETRY, POSE_STAMPED,
+                                     POSE_WITH_COVARIANCE_STAMPED, TF, typestore_for_distro)
 from vode_ros.datasets.base import (
     DatasetError, INTRINSICS_FORMATS, Intrinsics, Sequence, camera_and_undistorter,
     find_intrinsics_file, poses_at, read_intrinsics)
 from vode_ros.errors import InputError
+from vode_ros.message_fields import header_stamp_ns, pose_matrix
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-TF = "tf2_msgs/msg/TFMessage"
-POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped",
-              "nav_msgs/msg/Odometry")
-BAG_SUFFIXES = (".mcap", ".db3")
+POSE_TYPES = (POSE_STAMPED, POSE_WITH_COVARIANCE_STAMPED, ODOMETRY)
 GT_MAX_DT_NS = 100_000_000
-
-
-def bag_target(path: Path) -> Path | None:
-    """What rosbags should open for ``path``, or None when it is no bag."""
-    if path.is_file() and path.suffix.lower() in BAG_SUFFIXES:
-        return path
-    if path.is_dir():
-        if (path / "metadata.yaml").is_file():
-            return path
-        files = [p for p in path.iterdir() if p.suffix.lower() in BAG_SUFFIXES]
-        if len(files) == 1:
-            return files[0]
-    return None
 
 
 def looks_like(path: Path) -> bool:
     return bag_target(path) is not None
-
-
-def header_of(raw) -> tuple[int, str]:
-    """(stamp_ns, frame_id) of a CDR-serialised message that starts with std_msgs/Header."""
-    buf = memoryview(raw)
-    little = buf[1] & 1 == 1          # encapsulation CDR_LE = 0x0001, CDR_BE = 0x0000
-    end = "<" if little else ">"
-    sec, nsec, slen = struct.unpack_from(end + "iII", buf, 4)
-    frame_id = bytes(buf[16:16 + max(0, slen - 1)]).decode("utf-8", "replace")
-    return sec * 1_000_000_000 + nsec, frame_id
-
-
-def _typestore(distro: str | None):
-    from rosbags.typesys import Stores, get_typestore
-    name = f"ROS2_{(distro or '').upper()}"
-    store = Stores.__members__.get(name, Stores.LATEST)
-    return get_typestore(store)
-
-
-def _pose_matrix(position, orientation) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([orientation.x, orientation.y, orientation.z,
-                                    orientation.w]).as_matrix()
-    T[:3, 3] = [position.x, position.y, position.z]
-    return T
-
-
-def _stamp(h) -> int:
-    return int(h.stamp.sec) * 1_000_000_000 + int(h.stamp.nanosec)
-
-
-class TfTree:
-    """The transforms of /tf and /tf_static, looked up per stamp (no extrapolation)."""
-
-    def __init__(self):
-        self._dyn: dict[str, tuple[str, list, list]] = {}
-        self._static: dict[str, tuple[str, np.ndarray]] = {}
-        self._arrays: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
-
-    def add(self, msg, static: bool) -> None:
-        for t in msg.transforms:
-            parent = t.header.frame_id.lstrip("/")
-            child = t.child_frame_id.lstrip("/")
-            T = _pose_matrix(t.transform.translation, t.transform.rotation)
-            if static:
-                self._static[child] = (parent, T)
-            else:
-                entry = self._dyn.setdefault(child, (parent, [], []))
-                entry[1].append(_stamp(t.header))
-                entry[2].append(T)
-
-    def finish(self) -> None:
-        for child, (parent, stamps, poses) in self._dyn.items():
-            s = np.asarray(stamps, dtype=np.int64)
-            order = np.argsort(s, kind="stable")
-            self._arrays[child] = (parent, s[order], np.asarray(poses)[order])
-
-    @property
-    def frames(self) -> set[str]:
-        out = set()
-        for child, (parent, *_rest) in list(self._arrays.items()) + list(self._static.items()):
-            out.update((child, parent))
-        return out
-
-    @property
-    def moving(self) -> list[str]:
-        return sorted(self._arrays)
-
-    def moving_leaves(self) -> list[str]:
-        parents = {p for p, *_ in self._arrays.values()}
-        return [c for c in self.moving if c not in parents]
-
-    def parent(self, frame: str) -> str | None:
-        if frame in self._arrays:
-            return self._arrays[frame][0]
-        if frame in self._static:
-            return self._static[frame][0]
-        return None
-
-    def static_path(self, frame: str, ancestor: str) -> np.ndarray | None:
-        """T_ancestor_frame through static links only, or None."""
-        T = np.eye(4)
-        f = frame
-        for _ in range(64):
-            if f == ancestor:
-                return T
-            if f not in self._static or f in self._arrays:
-                return None
-            parent, S = self._static[f]
-            T = S @ T
-            f = parent
-        return None
-
-    def lookup(self, frame: str, stamps: np.ndarray) -> tuple[np.ndarray, str]:
-        """T_root_frame at each stamp (NaN where a moving link has no sample) and the root."""
-        out = np.tile(np.eye(4), (len(stamps), 1, 1))
-        f = frame
-        for _ in range(64):
-            if f in self._arrays:
-                parent, s, P = self._arrays[f]
-                out = poses_at(stamps, s, P, GT_MAX_DT_NS) @ out
-            elif f in self._static:
-                parent, S = self._static[f]
-                out = S @ out
-            else:
-                return out, f
-            f = parent
-        raise DatasetError(f"/tf has a cycle through frame '{frame}'", "bag")
 
 
 class RosbagSequence(Sequence):
@@ -181,10 +58,11 @@ class RosbagSequence(Sequence):
             raise DatasetError(f"{path} is not a ROS 2 bag; expected a rosbag2 folder with "
                                "metadata.yaml, or a .mcap / .db3 file", "layout")
         self._target = target
+        self._where = target              # what errors name: the bag file until it is opened
         self.gt_source = "none"
         try:
             with self._reader() as reader:
-                self._ts = _typestore(reader.ros_distro)
+                self._ts = typestore_for_distro(reader.ros_distro)
                 self._scan(reader, path, image_topic, gt_frame, gt_topic)
         except (DatasetError, InputError):
             raise
@@ -192,6 +70,7 @@ class RosbagSequence(Sequence):
             raise self._bag_error(err) from None
         super().__init__(path, path.stem if path.is_file() else path.name, self._camera,
                          self._stamps, frames)
+        self._where = self.path
 
     # -- opening ---------------------------------------------------------------------------------
     def _bag_error(self, err: Exception) -> DatasetError:
@@ -252,7 +131,7 @@ class RosbagSequence(Sequence):
 
         logtimes, stamps = [], []
         frame_id = ""
-        tree = TfTree()
+        tree = TfTree(GT_MAX_DT_NS)
         pose_msgs: dict[str, list] = {}
         first_raw = None
         img_ids = {c.id for c in self._img_conns}
@@ -268,10 +147,10 @@ class RosbagSequence(Sequence):
                 tree.add(self._ts.deserialize_cdr(raw, TF), conn.topic.endswith("tf_static"))
             else:
                 msg = self._ts.deserialize_cdr(raw, conn.msgtype)
-                pose = msg.pose.pose if conn.msgtype != POSE_TYPES[0] else msg.pose
-                child = getattr(msg, "child_frame_id", "")
+                pose = msg.pose if conn.msgtype == POSE_STAMPED else msg.pose.pose
+                child = msg.child_frame_id if conn.msgtype == ODOMETRY else ""
                 pose_msgs.setdefault(conn.topic, []).append(
-                    (_stamp(msg.header), _pose_matrix(pose.position, pose.orientation),
+                    (header_stamp_ns(msg.header), pose_matrix(pose.position, pose.orientation),
                      child.lstrip("/")))
         if not logtimes:
             raise DatasetError(f"image topic {topic} of bag {path} has no message", "topic")
@@ -422,7 +301,7 @@ class RosbagSequence(Sequence):
                 img = raw_to_rgb(msg.data, msg.encoding, int(msg.width), int(msg.height),
                                  int(msg.step), bool(msg.is_bigendian))
         except InputError as err:
-            raise DatasetError(f"bag {self.path if hasattr(self, 'path') else self._target}, "
+            raise DatasetError(f"bag {self._where}, "
                                f"topic {self.image_topic}, frame {index}: {err}", "format") \
                 from None
         if undistort and self._undistort is not None:

@@ -7,7 +7,6 @@ KITTI files carry no stamps: one line per pose, row-major ``r11 r12 r13 tx r21 .
 """
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from vode_ros.errors import VodeError
+from vode_ros.files import atomic_write
 
 TUM_HEADER = "# timestamp tx ty tz qx qy qz qw"
 
@@ -60,13 +60,6 @@ def _lines(path: Path, kind: str) -> list[tuple[int, list[str]]]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # -- TUM ----------------------------------------------------------------------------------------
 def tum_lines(stamps_ns, poses) -> list[str]:
     """One TUM line per pose (no header)."""
@@ -87,7 +80,7 @@ def tum_lines(stamps_ns, poses) -> list[str]:
 def write_tum(path, stamps_ns, poses, header: bool = True) -> Path:
     """Write a TUM trajectory (atomically: a temporary file renamed into place)."""
     lines = ([TUM_HEADER] if header else []) + tum_lines(stamps_ns, poses)
-    _atomic_write(Path(path), "\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
     return Path(path)
 
 
@@ -122,7 +115,7 @@ def write_kitti(path, poses) -> Path:
     """Write a KITTI odometry pose file: 12 numbers (3x4, row-major) per line."""
     P = _check_poses(poses)
     lines = [" ".join(f"{v:.9g}" for v in p[:3, :4].reshape(-1)) for p in P]
-    _atomic_write(Path(path), "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
     return Path(path)
 
 

@@ -38,8 +38,11 @@ from rclpy.clock import Clock as RclClock, ClockType
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from vode_ros.datasets.bagwriter import (CAMERA_INFO, COMPRESSED, IMAGE, SENSOR_TYPES,
-                                         BagError, BagWriter, open_reader, read_error)
+from vode_ros.bags.paths import BagError, read_error
+from vode_ros.bags.reader import open_reader
+from vode_ros.bags.typestore import CAMERA_INFO, COMPRESSED, IMAGE, SENSOR_TYPES
+from vode_ros.bags.writer import BagWriter
+from vode_ros.message_fields import ns_to_sec_nanosec
 from vode_ros.ros.spinning import spun_node
 
 CLOCK_TOPIC = "/clock"
@@ -312,10 +315,10 @@ def _rosbags_qos(profile):
             return default
 
     def dur(d):
-        ns = getattr(d, "nanoseconds", 0)
+        ns = d.nanoseconds
         if ns <= 0 or ns >= 2**63 - 1:
             return QosTime(0, 0)
-        return QosTime(int(ns // 1_000_000_000), int(ns % 1_000_000_000))
+        return QosTime(*ns_to_sec_nanosec(ns))
 
     return Qos(enum(QosHistory, profile.history, QosHistory.KEEP_LAST), int(profile.depth),
                enum(QosReliability, profile.reliability, QosReliability.RELIABLE),

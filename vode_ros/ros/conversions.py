@@ -1,4 +1,5 @@
-"""Message conversion between ROS 2 messages and the core's numpy types."""
+"""Message conversion between ROS 2 messages and the core's numpy types (the values come from
+``vode_ros.message_fields``, shared with the bags written without ROS)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,9 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from vode_ros import message_fields as fields
 from vode_ros.camera import Camera
 from vode_ros.errors import InputError
-from vode_ros.geometry import to_quaternion_xyzw
 from vode_ros.imaging import decode_compressed, raw_to_rgb
 
 try:  # cv_bridge where a ROS install has it; PyPI has no working build
@@ -26,11 +27,12 @@ def cv_bridge_available() -> bool:
 
 
 def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return fields.stamp_to_ns(stamp)
 
 
 def ns_to_stamp(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    sec, nanosec = fields.ns_to_sec_nanosec(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def image_to_rgb(msg: Image, use_cv_bridge: bool = True) -> np.ndarray:
@@ -64,25 +66,25 @@ def camera_info_to_camera(msg: CameraInfo, width: int, height: int) -> Camera:
 
 
 def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:
-    from vode_ros.imaging import rgb_to_raw
-    data, step = rgb_to_raw(rgb, encoding)
-    return Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
-                 is_bigendian=0, step=step, data=data)
+    f = fields.image_fields(rgb, encoding)
+    return Image(header=header, height=f.height, width=f.width, encoding=f.encoding,
+                 is_bigendian=f.is_bigendian, step=f.step, data=f.data)
 
 
 def depth_to_image(depth: np.ndarray, header: Header) -> Image:
     """32FC1 depth image (REP-118: metres, NaN invalid)."""
-    d = np.ascontiguousarray(depth, dtype=np.float32)
-    msg = Image(header=header, height=d.shape[0], width=d.shape[1], encoding="32FC1",
-                is_bigendian=0, step=d.shape[1] * 4)
-    msg.data = d.tobytes()
+    f = fields.depth_image_fields(depth)
+    msg = Image(header=header, height=f.height, width=f.width, encoding=f.encoding,
+                is_bigendian=f.is_bigendian, step=f.step)
+    msg.data = f.data
     return msg
 
 
 def camera_to_camera_info(camera: Camera, header: Header, template: CameraInfo | None = None
                           ) -> CameraInfo:
     """CameraInfo for ``camera`` (the input's own distortion kept when a template is given)."""
-    info = CameraInfo(header=header, width=camera.width, height=camera.height)
+    f = fields.camera_info_fields(camera)
+    info = CameraInfo(header=header, width=f.width, height=f.height)
     if template is not None and (template.width, template.height) == (camera.width,
                                                                        camera.height):
         info.distortion_model = template.distortion_model
@@ -90,43 +92,48 @@ def camera_to_camera_info(camera: Camera, header: Header, template: CameraInfo |
         info.r = list(template.r)
         info.p = list(template.p)
     else:
-        info.distortion_model = "plumb_bob"
-        info.d = [0.0] * 5
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0,
-                  0.0, 0.0, 1.0, 0.0]
-    info.k = camera.K.reshape(-1).tolist()
+        info.distortion_model = f.distortion_model
+        info.d = f.d.tolist()
+        info.r = f.r.tolist()
+        info.p = f.p.tolist()
+    info.k = f.k.tolist()
     return info
 
 
+def _point(xyz) -> Point:
+    return Point(x=xyz[0], y=xyz[1], z=xyz[2])
+
+
+def _vector(xyz) -> Vector3:
+    return Vector3(x=xyz[0], y=xyz[1], z=xyz[2])
+
+
+def _quaternion(xyzw) -> Quaternion:
+    return Quaternion(x=xyzw[0], y=xyzw[1], z=xyzw[2], w=xyzw[3])
+
+
 def matrix_to_pose(T: np.ndarray) -> Pose:
-    q = to_quaternion_xyzw(T)
-    return Pose(position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
-                orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
-                                       w=float(q[3])))
+    p = fields.pose_fields(T)
+    return Pose(position=_point(p.position), orientation=_quaternion(p.orientation))
 
 
 def matrix_to_transform(T: np.ndarray, header: Header, child: str) -> TransformStamped:
-    q = to_quaternion_xyzw(T)
-    return TransformStamped(
-        header=header, child_frame_id=child,
-        transform=Transform(translation=Vector3(x=float(T[0, 3]), y=float(T[1, 3]),
-                                                z=float(T[2, 3])),
-                            rotation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
-                                                w=float(q[3]))))
+    p = fields.pose_fields(T)
+    return TransformStamped(header=header, child_frame_id=child,
+                            transform=Transform(translation=_vector(p.position),
+                                                rotation=_quaternion(p.orientation)))
 
 
 def estimate_to_odometry(est, header: Header, child: str) -> Odometry:
-    tw = est.twist
+    o = fields.odometry_fields(est)
     return Odometry(
         header=header, child_frame_id=child,
-        pose=PoseWithCovariance(pose=matrix_to_pose(est.pose),
-                                covariance=np.asarray(est.pose_covariance, float)
-                                .reshape(36).tolist()),
-        twist=TwistWithCovariance(
-            twist=Twist(linear=Vector3(x=float(tw[0]), y=float(tw[1]), z=float(tw[2])),
-                        angular=Vector3(x=float(tw[3]), y=float(tw[4]), z=float(tw[5]))),
-            covariance=np.asarray(est.twist_covariance, float).reshape(36).tolist()))
+        pose=PoseWithCovariance(pose=Pose(position=_point(o.pose.position),
+                                          orientation=_quaternion(o.pose.orientation)),
+                                covariance=o.pose_covariance.tolist()),
+        twist=TwistWithCovariance(twist=Twist(linear=_vector(o.linear),
+                                              angular=_vector(o.angular)),
+                                  covariance=o.twist_covariance.tolist()))
 
 
 def pose_stamped(T: np.ndarray, header: Header) -> PoseStamped:

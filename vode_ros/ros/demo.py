@@ -91,7 +91,9 @@ def _newest_mtime(path: Path) -> float:
 
 def camera_bag(path: Path, frames: str | None, cache: Path = CACHE) -> Path:
     """The input as a camera bag, made once and reused while newer than its source."""
-    from vode_ros.datasets.bagwriter import BagError, bag_info, dataset_to_bag
+    from vode_ros.bags.from_dataset import dataset_to_bag
+    from vode_ros.bags.paths import BagError
+    from vode_ros.bags.reader import bag_info
     tag = "" if frames is None else "_" + frames.replace(":", "-")
     bag = cache / "bags" / f"{path.resolve().name}{tag}.mcap"
     if bag.is_file() and bag.stat().st_mtime >= _newest_mtime(path):
@@ -113,7 +115,7 @@ def camera_bag(path: Path, frames: str | None, cache: Path = CACHE) -> Path:
 def run_one(path: Path, out: Path, frames: str | None, rate_hz: float,
             extra_params: list[str], cache: Path = CACHE, domain_id: int | None = None) -> dict:
     from vode_ros.datasets import open_sequence
-    from vode_ros.datasets.bagwriter import BagError
+    from vode_ros.bags.paths import BagError
     from vode_ros.ros.bag import BagPlayer, BagRecorder
     from vode_ros.ros.spinning import spun_node
 
@@ -195,7 +197,8 @@ def _settle(recorder, n_sent: int, quiet_s: float = 1.5, timeout: float = 30.0) 
 # -- 4. evaluation and report --------------------------------------------------------------------
 def _recorded(out_bag: Path) -> dict:
     """What the recorded bag says: odometry, depth stamps and samples, path, diagnostics."""
-    from vode_ros.datasets.bagwriter import read_messages, read_odometry
+    from vode_ros.bags.reader import read_messages, read_odometry
+    from vode_ros.message_fields import header_stamp_ns
     stamps, poses, frame, child = read_odometry(out_bag, "/odom")
     rec = {"odom_stamps": stamps, "odom_poses": poses, "odom_frame": frame,
            "base_frame": child, "tf": 0, "tf_static": [], "depth_info_stamps": [],
@@ -207,9 +210,9 @@ def _recorded(out_bag: Path) -> dict:
             rec["tf_static"] += [f"{t.header.frame_id}->{t.child_frame_id}"
                                  for t in msg.transforms]
         elif topic == "/depth/camera_info":
-            rec["depth_info_stamps"].append(_ns(msg.header))
+            rec["depth_info_stamps"].append(header_stamp_ns(msg.header))
         elif topic == "/depth/image":
-            rec["depth_stamps"].append(_ns(msg.header))
+            rec["depth_stamps"].append(header_stamp_ns(msg.header))
             d = np.frombuffer(msg.data.tobytes(), np.float32)
             rec["depth_samples"].append(d[np.isfinite(d)])
         elif topic == "/path":
@@ -221,14 +224,10 @@ def _recorded(out_bag: Path) -> dict:
     return rec
 
 
-def _ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def _summarise(seq, bag: Path, out: Path, out_bag: Path, play: dict, recorded: dict,
                returncode, log_path: Path) -> dict:
     from vode_ros.config import VodeConfig
-    from vode_ros.datasets.bagwriter import read_static_transform
+    from vode_ros.bags.reader import read_static_transform
     from vode_ros.evaluation.trajectory import write_tum
     from vode_ros.geometry import from_xyz_rpy
 

@@ -2,6 +2,7 @@
 checkpoint, and a smoke test of the shipped trained models."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,6 +16,11 @@ torch = pytest.importorskip("torch")
 
 from vode_ros.learn import data as D  # noqa: E402
 from vode_ros.learn import trainer as T  # noqa: E402
+from vode_ros.learn.heldout import evaluate  # noqa: E402
+from vode_ros.learn.networks import build_networks  # noqa: E402
+from vode_ros.learn.options import TrainError, TrainOptions, load_options  # noqa: E402
+from vode_ros.learn.pose_scale import calibrate_pose_scale, pose_scale_groups  # noqa: E402
+from vode_ros.learn.step import model_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -177,28 +183,26 @@ def test_stereo_partner_and_flip_keep_the_baseline_consistent(tmp_path):
     flipped = {k: s[k].unsqueeze(0) for k in ("images", "stereo", "K", "inv_K")}
     assert err(flipped, -0.5) < 0.01 < err(flipped, 0.5)
     # a training step with the stereo source
-    cfg = T.load_config({"data": {"train": [spec]}, "train": {"num_threads": 1}})
-    from vode_ros.learn.networks import build_networks
-    dn, pn = build_networks(cfg["model_config"], seed=0)
-    out = T.model_step(dn, pn, ds.batch([0, 1]), cfg["model_config"], cfg["train"])
+    cfg = load_options({"data": {"train": [spec]}, "train": {"num_threads": 1}})
+    dn, pn = build_networks(cfg.model_config, seed=0)
+    out = model_step(dn, pn, ds.batch([0, 1]), cfg.model_config, cfg.train)
     assert torch.isfinite(out["loss"])
 
 
 # -- training --------------------------------------------------------------------------------------
 def test_training_steps_lower_the_loss(synth_seq, tmp_path):
-    cfg = T.load_config(_config(tmp_path, synth_seq[0], max_steps=40, lr=1e-3))
-    from vode_ros.learn.networks import build_networks
+    cfg = load_options(_config(tmp_path, synth_seq[0], max_steps=40, lr=1e-3))
     ds = D.TripletDataset([synth_seq[0]], *SIZE, min_motion=0.5, augment=False)
     batch = ds.batch(list(range(len(ds))))
     torch.manual_seed(0)
-    depth, pose = build_networks(cfg["model_config"], seed=0)
+    depth, pose = build_networks(cfg.model_config, seed=0)
     torch.set_num_threads(1)
     opt = torch.optim.Adam(list(depth.parameters()) + list(pose.parameters()), 1e-3)
 
     def loss_now():
         depth.eval(), pose.eval()
         with torch.no_grad():
-            v = float(T.model_step(depth, pose, batch, cfg["model_config"], cfg["train"],
+            v = float(model_step(depth, pose, batch, cfg.model_config, cfg.train,
                                    deterministic=True)["loss"])
         depth.train(), pose.train()
         return v
@@ -206,7 +210,7 @@ def test_training_steps_lower_the_loss(synth_seq, tmp_path):
     before = loss_now()
     for i in range(30):
         idx = [(2 * i) % len(ds), (2 * i + 1) % len(ds)]
-        out = T.model_step(depth, pose, ds.batch(idx), cfg["model_config"], cfg["train"])
+        out = model_step(depth, pose, ds.batch(idx), cfg.model_config, cfg.train)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -237,8 +241,8 @@ def test_weight_averaging_is_checkpointed_resumed_exactly_and_exported(synth_seq
     full = T.train(_config(tmp_path / "a", synth_seq[0], ema_decay=0.9), log=lambda m: None)
     a = torch.load(Path(full["out_dir"]) / "last.pt", weights_only=False)
     # the average lags the trained weights: it differs from them and from the initial weights
-    init_depth, _ = T.build_networks(T.load_config(_config(tmp_path, synth_seq[0]))
-                                     ["model_config"], seed=1)
+    init_depth, _ = build_networks(load_options(_config(tmp_path, synth_seq[0])).model_config,
+                                   seed=1)
     key = next(k for k, v in a["depth"].items() if v.dtype.is_floating_point and v.ndim == 4)
     ema, raw, ini = a["depth_ema"][key], a["depth"][key], init_depth.state_dict()[key]
     assert not torch.allclose(ema, raw) and not torch.allclose(ema, ini)
@@ -254,7 +258,7 @@ def test_weight_averaging_is_checkpointed_resumed_exactly_and_exported(synth_seq
     depth, _, _, info = load_checkpoint(Path(full["out_dir"]) / "last.pt")
     assert torch.equal(depth.state_dict()[key], ema)
     assert "moving-average weights" in info["trained_on"]
-    with pytest.raises(T.TrainError, match="ema_decay"):
+    with pytest.raises(TrainError, match="ema_decay"):
         T.train(_config(tmp_path / "c", synth_seq[0], ema_decay=1.5), log=lambda m: None)
 
 
@@ -322,13 +326,13 @@ def test_trajectory_poses_match_frames_by_stamp_and_mirror_with_flips(synth_seq,
 
 def test_trajectory_poses_replace_the_pose_network_with_a_learned_scale(synth_seq, tmp_path):
     gt = synth_seq[0] / "groundtruth.txt"
-    cfg = T.load_config(_config(tmp_path, synth_seq[0]))
-    depth, pose = T.build_networks(cfg["model_config"], seed=0)
+    cfg = load_options(_config(tmp_path, synth_seq[0]))
+    depth, pose = build_networks(cfg.model_config, seed=0)
     spec = {"path": str(synth_seq[0]), "stride": 1, "poses": str(gt)}
     ds = D.TripletDataset([spec], *SIZE, min_motion=0.5, augment=False)
     batch = ds.batch([0, 3])
     log_scale = torch.tensor([np.log(0.5)], requires_grad=True)
-    out = T.model_step(depth, pose, batch, cfg["model_config"], cfg["train"],
+    out = model_step(depth, pose, batch, cfg.model_config, cfg.train,
                        pose_log_scale=log_scale[batch["source"] * 0])
     for j in range(2):
         T_k = batch["T_known"][:, j]
@@ -341,25 +345,25 @@ def test_trajectory_poses_replace_the_pose_network_with_a_learned_scale(synth_se
     # held out: a trajectory the training reads judges the held-out loss (with its scale)
     val = D.TripletDataset([spec], *SIZE, min_motion=0.5, augment=False)
     dev = torch.device("cpu")
-    with_traj = T.evaluate(depth, pose, val, cfg["model_config"], cfg["train"], dev,
+    with_traj = evaluate(depth, pose, val, cfg.model_config, cfg.train, dev,
                            pose_log_scale=log_scale, scale_of_source=[0])
-    with_net = T.evaluate(depth, pose, val, cfg["model_config"], cfg["train"], dev,
+    with_net = evaluate(depth, pose, val, cfg.model_config, cfg.train, dev,
                           pose_log_scale=log_scale, scale_of_source=[-1])
     b = {k: v for k, v in val.batch(list(range(len(val)))).items()}
-    ref = T.model_step(depth.eval(), pose.eval(), b, cfg["model_config"],
-                       dict(cfg["train"], num_scales=1), deterministic=True,
+    ref = model_step(depth.eval(), pose.eval(), b, cfg.model_config,
+                       dataclasses.replace(cfg.train, num_scales=1), deterministic=True,
                        pose_log_scale=log_scale.detach().expand(len(val)))
     assert with_traj["photometric"] == pytest.approx(float(ref["photometric"]), rel=1e-4)
     assert with_net["photometric"] != pytest.approx(with_traj["photometric"], rel=1e-3)
     # the starting scale is the pose network's translation over the trajectory's: a trajectory
     # in twice the units gets half the factor
     twice = _scaled_trajectory(gt, tmp_path / "twice.txt", 2.0)
-    one = T.calibrate_pose_scale(pose, ds, cfg["model_config"], torch.device("cpu"))
+    one = calibrate_pose_scale(pose, ds, cfg.model_config, torch.device("cpu"))
     ds2 = D.TripletDataset([{**spec, "poses": str(twice)}], *SIZE, min_motion=0.5,
                            augment=False)
-    two = T.calibrate_pose_scale(pose, ds2, cfg["model_config"], torch.device("cpu"))
+    two = calibrate_pose_scale(pose, ds2, cfg.model_config, torch.device("cpu"))
     ds3 = D.TripletDataset([spec, {**spec, "stride": 2}, synth_seq[0]], *SIZE, min_motion=0.5)
-    assert T.pose_scale_groups(ds3.specs) == ([0, 0, -1], 1)  # one trajectory, one scale
+    assert pose_scale_groups(ds3.specs) == ([0, 0, -1], 1)  # one trajectory, one scale
     assert float(torch.exp(one[0] - two[0])) == pytest.approx(2.0, rel=1e-4)
 
 
@@ -389,13 +393,13 @@ def test_training_with_trajectory_poses_resumes_exactly(synth_seq, tmp_path):
     assert not any("lost tracking" in m for m in lines)   # no run.json beside it: no warning
     a = torch.load(Path(full["out_dir"]) / "last.pt", weights_only=False)
     # the scale started from the base pose network's calibration and then learned
-    c = T.load_config(cfg(tmp_path))
-    _, pose = T.build_networks(c["model_config"], seed=1)
+    c = load_options(cfg(tmp_path))
+    _, pose = build_networks(c.model_config, seed=1)
     pose.load_state_dict(torch.load(Path(base["out_dir"]) / "last.pt",
                                     weights_only=False)["pose"])
-    start = T.calibrate_pose_scale(pose, D.TripletDataset(c["data"]["train"], *SIZE,
+    start = calibrate_pose_scale(pose, D.TripletDataset(c.data.train, *SIZE,
                                                           min_motion=0.5),
-                                   c["model_config"], torch.device("cpu"))
+                                   c.model_config, torch.device("cpu"))
     assert any(f"{float(torch.exp(start[0])):.4g}" in m for m in lines)
     assert 1e-4 < float((a["pose_log_scale"] - start).abs()) < 1.0
     assert a["pose_log_scale"].shape == (1,) and "poses from" in a["trained_on"]
@@ -407,7 +411,7 @@ def test_training_with_trajectory_poses_resumes_exactly(synth_seq, tmp_path):
     for k, v in a["depth"].items():
         assert torch.allclose(v.float(), b["depth"][k].float(), atol=1e-6), k
     # a checkpoint of a run without trajectories cannot resume one with them
-    with pytest.raises(T.TrainError, match="per-recording pose scale"):
+    with pytest.raises(TrainError, match="per-recording pose scale"):
         T.train(cfg(tmp_path / "c"), resume=str(Path(base["out_dir"]) / "last.pt"),
                 log=lambda m: None)
 
@@ -432,18 +436,76 @@ def test_relative_pose_accuracy_tool_scores_an_exact_trajectory_zero(synth_seq, 
 
 
 def test_config_errors_are_clear(tmp_path):
-    with pytest.raises(T.TrainError, match="unknown training option 'train.bogus'"):
-        T.load_config({"data": {"train": ["x"]}, "train": {"bogus": 1}})
-    with pytest.raises(T.TrainError, match="data.train lists no recording"):
-        T.load_config({})
-    with pytest.raises(T.TrainError, match="does not exist"):
-        T.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(TrainError, match="unknown training option 'train.bogus'"):
+        load_options({"data": {"train": ["x"]}, "train": {"bogus": 1}})
+    with pytest.raises(TrainError, match="data.train lists no recording"):
+        load_options({})
+    with pytest.raises(TrainError, match="does not exist"):
+        load_options(tmp_path / "missing.yaml")
 
 
 def test_shipped_configs_parse():
-    for path in sorted((REPO / "config" / "train").glob("*.yaml")):
-        cfg = T.load_config(path)
-        assert cfg["data"]["train"] or cfg["data"]["synthetic"]
+    import yaml
+    paths = sorted((REPO / "config" / "train").glob("*.yaml"))
+    assert len(paths) >= 7
+    for path in paths:
+        cfg = load_options(path)
+        assert cfg.data.train or cfg.data.synthetic
+        # every value the file gives is the option's value, as written
+        loaded = cfg.to_dict()
+        for key, value in yaml.safe_load(path.read_text()).items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    assert loaded[key][sub] == v, (path.name, key, sub)
+            else:
+                assert loaded[key] == value, (path.name, key)
+
+
+def test_options_overrides_and_their_errors():
+    base = {"data": {"train": ["x"], "jitter": {"hue": 0.05}}}
+    opts = load_options(base, {"train.max_steps": 10, "model.max_depth": 20.0,
+                               "data.jitter.hue": 0.0, "seed": 3})
+    assert (opts.train.max_steps, opts.seed, opts.data.jitter) == (10, 3, {"hue": 0.0})
+    assert opts.model_config["max_depth"] == 20.0 and opts.model.to_dict() == {
+        "variant": "cpu", "max_depth": 20.0}
+    assert opts.train.lr == TrainOptions().train.lr          # untouched keys keep defaults
+    with pytest.raises(TrainError, match=r"unknown training option 'train.bogus'.*train\.lr"):
+        load_options(base, {"train.bogus": 1})
+    with pytest.raises(TrainError, match=r"unknown training option 'model.depth'; known: .*"
+                                         r"'max_depth'"):
+        load_options({**base, "model": {"depth": 3}})
+    with pytest.raises(TrainError, match="scale_mode must be one of 'upsample', 'native'"):
+        load_options(base, {"train.scale_mode": "nativ"})
+    with pytest.raises(TrainError, match="training size 100x128 must be multiples of 32"):
+        load_options(base, {"data.height": 100, "data.width": 128})
+    with pytest.raises(TrainError, match="bad model section"):
+        load_options(base, {"model.num_scales": 7})
+
+
+def test_model_options_name_every_model_config_key():
+    import dataclasses as dc
+    from vode_ros.learn.networks import make_config
+    from vode_ros.learn.options import ModelOptions
+    assert {f.name for f in dc.fields(ModelOptions)} == set(make_config())
+
+
+def _generated_section(text: str) -> str:
+    begin = "<!-- BEGIN training-options (generated by vode train --options-markdown) -->\n"
+    end = "<!-- END training-options -->"
+    assert begin in text and end in text
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
+def test_docs_training_options_table_is_generated(capsys):
+    from vode_ros import cli
+    from vode_ros.learn.options import options_markdown
+    doc = (REPO / "docs" / "training.md").read_text()
+    assert _generated_section(doc) == options_markdown(), \
+        "docs/training.md is stale: paste `vode train --options-markdown` between its markers"
+    assert cli.main(["train", "--options-markdown"]) == 0
+    assert capsys.readouterr().out == options_markdown()
+    for name, _, meta in TrainOptions().parameters():
+        assert f"| `{name}` |" in doc and meta["description"]
 
 
 def test_cli_train_then_export_records_data_and_steps(synth_seq, tmp_path):
@@ -555,13 +617,13 @@ def test_pose_distillation_fits_the_trajectory_and_leaves_a_frozen_depth_alone(s
     # what cannot work says so
     bad = cfg(tmp_path / "b")
     bad["train"]["pose_distill"] = 0.0
-    with pytest.raises(T.TrainError, match="pose_fit needs train.pose_distill"):
+    with pytest.raises(TrainError, match="pose_fit needs train.pose_distill"):
         T.train(bad, log=lambda m: None)
     bad = cfg(tmp_path / "c")
     bad["data"]["val"] = [{"path": str(seq), "frames": "8:14", "stride": 1}]
-    with pytest.raises(T.TrainError, match="held-out evaluation gave only"):
+    with pytest.raises(TrainError, match="held-out evaluation gave only"):
         T.train(bad, log=lambda m: None)
     bad = cfg(tmp_path / "d")
     bad["train"]["depth_lr_factor"] = -1
-    with pytest.raises(T.TrainError, match="depth_lr_factor must be >= 0"):
+    with pytest.raises(TrainError, match="depth_lr_factor must be >= 0"):
         T.train(bad, log=lambda m: None)

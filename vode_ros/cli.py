@@ -104,7 +104,9 @@ def _run_export(args):
 def _add_train(sub):
     p = sub.add_parser("train", help="self-supervised training of the depth and pose networks "
                        "(images only; tqdm, TensorBoard, checkpoints, resume; torchrun for DDP)")
-    p.add_argument("--config", required=True, help="training YAML (see config/train/)")
+    p.add_argument("--config", help="training YAML (see config/train/); required to train")
+    p.add_argument("--options-markdown", action="store_true",
+                   help="print the table of training options (docs/training.md) and exit")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT (default: <out_dir>/last.pt)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -117,6 +119,14 @@ def _add_train(sub):
 def _run_train(args):
     import yaml
 
+    if args.options_markdown:
+        from vode_ros.learn.options import options_markdown
+        sys.stdout.write(options_markdown())
+        return 0
+    if not args.config:
+        print("vode train: --config is required (a training YAML such as "
+              "config/train/my_robot_bag.yaml)", file=sys.stderr)
+        return 2
     from vode_ros.learn.trainer import train
     overrides = {}
     for item in args.set:

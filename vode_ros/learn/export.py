@@ -23,8 +23,9 @@ import torch
 
 from vode_ros.errors import VodeError
 from vode_ros.inference import ModelSpec, OnnxModel
+from vode_ros.learn.checkpoint import trained_weights
 from vode_ros.learn.networks import (DepthExport, build_networks, check_config, count_parameters,
-                                     make_config, trained_weights)
+                                     make_config)
 
 OPSET = 17
 INIT_SEED = 0

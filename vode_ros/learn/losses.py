@@ -1,4 +1,4 @@
-"""Self-supervised losses, one small function each (Monodepth2, SfMLearner, UnDeepVO).
+"""Self-supervised losses, one small function each (Monodepth2, UnDeepVO).
 
 Per-pixel functions return ``[B, 1, H, W]`` maps so that they compose: photometric error of each
 warped source, their per-pixel minimum (:func:`min_reprojection`), auto-masking of pixels that do
@@ -45,7 +45,7 @@ def min_reprojection(errors) -> torch.Tensor:
     return torch.cat(list(errors), dim=1).min(dim=1, keepdim=True)[0]
 
 
-def automask(reprojection_errors, identity_errors, noise: float = 1e-5, generator=None):
+def automask(reprojection_errors, identity_errors, noise: float = 1e-5):
     """Monodepth2 auto-masking: a pixel whose *unwarped* source already matches the target as well
     as any warped one (a static camera, an object moving with it, a textureless region) is
     ignored.
@@ -55,20 +55,11 @@ def automask(reprojection_errors, identity_errors, noise: float = 1e-5, generato
     reproj = torch.cat(list(reprojection_errors), dim=1)
     ident = torch.cat(list(identity_errors), dim=1)
     if noise:
-        ident = ident + noise * torch.randn(ident.shape, generator=generator,
-                                            device=ident.device, dtype=ident.dtype) \
-            if generator is not None else ident + noise * torch.randn_like(ident)
+        ident = ident + noise * torch.randn_like(ident)
     combined = torch.cat([ident, reproj], dim=1)
     loss_map, idx = combined.min(dim=1, keepdim=True)
     mask = (idx >= ident.shape[1]).to(loss_map.dtype)
     return loss_map, mask
-
-
-def masked_mean(loss_map: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of ``loss_map`` where ``mask`` is 1 (all pixels when ``mask`` is None)."""
-    if mask is None:
-        return loss_map.mean()
-    return (loss_map * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -80,17 +71,6 @@ def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     gix = (image[..., :, :-1] - image[..., :, 1:]).abs().mean(1, keepdim=True)
     giy = (image[..., :-1, :] - image[..., 1:, :]).abs().mean(1, keepdim=True)
     return (gdx * torch.exp(-gix)).mean() + (gdy * torch.exp(-giy)).mean()
-
-
-def explainability_regularizer(mask: torch.Tensor) -> torch.Tensor:
-    """SfMLearner's regulariser: binary cross-entropy of the explainability mask (in (0, 1))
-    against 1, so the network cannot explain every pixel away."""
-    return F.binary_cross_entropy(mask.clamp(1e-6, 1 - 1e-6), torch.ones_like(mask))
-
-
-def explainability_weighted(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Photometric error map weighted by an explainability mask (SfMLearner), averaged."""
-    return (error * mask).mean()
 
 
 def stereo_photometric(target: torch.Tensor, other: torch.Tensor, depth: torch.Tensor,

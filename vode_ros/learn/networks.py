@@ -277,21 +277,6 @@ class DepthExport(nn.Module):
         return 0.5 * (d[:1] + torch.flip(d[1:], dims=[3]))
 
 
-def build_depth_net(config: dict) -> DepthNet:
-    return DepthNet(config)
-
-
-def build_pose_net(config: dict) -> PoseNet:
-    return PoseNet(config)
-
-
-def trained_weights(ckpt: dict, name: str) -> dict:
-    """The weights a `vode train` checkpoint's network ``name`` ('depth' or 'pose') is used with
-    (fine-tuning, export): the moving average where training kept one, else the trained
-    weights."""
-    return ckpt.get(f"{name}_ema") or ckpt[name]
-
-
 def build_networks(config: dict | None = None, seed: int | None = None):
     """``(DepthNet, PoseNet)`` for ``config`` (default: the 'cpu' variant); ``seed`` fixes the
     initialisation."""

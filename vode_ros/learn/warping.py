@@ -58,13 +58,6 @@ def bilinear_sample(image: torch.Tensor, pixels: torch.Tensor,
                          align_corners=True)
 
 
-def in_view_mask(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``[B, 1, H', W']`` 1 where a projected pixel falls inside the source image, else 0."""
-    u, v = pixels[..., 0], pixels[..., 1]
-    ok = (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
-    return ok.unsqueeze(1).to(pixels.dtype)
-
-
 def warp(source: torch.Tensor, depth: torch.Tensor, T_source_target: torch.Tensor,
          K: torch.Tensor, inv_K: torch.Tensor, return_pixels: bool = False):
     """The source image resampled into the target view, given the target's depth and the target

@@ -1,5 +1,5 @@
-"""`vode bench` runs the real node's code path and reports what the issue asks for (keys, not
-speed: speed is measured by the command, with figures in README)."""
+"""`vode bench` runs the real node's code path and reports per-stage latency and throughput (its
+keys, not speed: speed is measured by the command, with figures in docs/results.md)."""
 import json
 import subprocess
 import sys

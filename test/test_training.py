@@ -582,7 +582,7 @@ def test_shipped_models_are_trained_and_beat_constant_depth():
         p = p * np.median(g) / np.median(p)
         rel.append(np.mean(np.abs(p - g) / g))
         const_rel.append(np.mean(np.abs(np.median(g) - g) / g))
-    # a wide margin over the constant map (the words): under 70 % of its error
+    # a wide margin over the constant map (the aim for a trained model): under 70 % of its error
     assert rel and np.mean(rel) < 0.7 * np.mean(const_rel)
 
 

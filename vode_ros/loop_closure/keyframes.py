@@ -7,12 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vode_ros.geometry import rotation_angle_deg
 from vode_ros.loop_closure.features import Features
-
-
-def _rotation_deg(T: np.ndarray) -> float:
-    c = (np.trace(T[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
 @dataclass
@@ -51,7 +47,7 @@ def keyframe_due(cfg, dt_s: float, last_pose: np.ndarray, pose: np.ndarray,
         return False
     rel = np.linalg.inv(last_pose) @ pose
     return bool(dt_s >= cfg.keyframe_max_interval_s
-                or _rotation_deg(rel) >= cfg.keyframe_rotation_deg
+                or rotation_angle_deg(rel) >= cfg.keyframe_rotation_deg
                 or (scene_depth is not None and
                     np.linalg.norm(rel[:3, 3]) >= cfg.keyframe_baseline_ratio * scene_depth))
 

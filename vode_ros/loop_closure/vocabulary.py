@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from vode_ros.errors import VodeError
+from vode_ros.files import atomic_path
 
 DEFAULT_VOCABULARY = "models/orb_vocabulary.npz"
 
@@ -84,7 +85,8 @@ class BinaryVocabulary:
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, path) -> None:
-        with open(path, "wb") as fh:
+        """Write the tree (npz) to ``path`` atomically."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, nodes=self.nodes, valid=self.valid, idf=self.idf,
                                 branching=self.branching, levels=self.levels,
                                 info=np.array(self.info))

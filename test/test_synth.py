@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vode_ros.datasets import DatasetError, open_sequence
-from vode_ros.datasets import synth
+from vode_ros.datasets import DatasetError, open_sequence, synth, synth_textures
 
 
 def _bilinear(img, x, y):
-    return synth._bilinear_wrap(np.ascontiguousarray(img, dtype=np.float32), x, y)
+    return synth_textures._bilinear_wrap(np.ascontiguousarray(img, dtype=np.float32), x, y)
 
 
 def _reproject(a, b, camera):

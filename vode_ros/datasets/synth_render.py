@@ -127,7 +127,7 @@ class Renderer:
         starts = np.flatnonzero(np.r_[True, sorted_faces[1:] != sorted_faces[:-1]])
         ends = np.r_[starts[1:], n]
         uv_axes = ((1, 2), (0, 2), (0, 1))
-        for s0, s1 in zip(starts, ends):
+        for s0, s1 in zip(starts, ends, strict=True):
             f_id = int(sorted_faces[s0])
             if f_id < 0:
                 continue

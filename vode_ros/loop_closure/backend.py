@@ -54,8 +54,13 @@ from vode_ros.errors import VodeError
 from vode_ros.loop_closure import corrections, map_file, sim3
 from vode_ros.loop_closure.corrections import ANCHOR_SIGMA, WEAK_SIGMA
 from vode_ros.loop_closure.features import OrbExtractor
-from vode_ros.loop_closure.keyframes import (Keyframe, LoopEvent, keyframe_due, sample_at,
-                                             session_keyframes)
+from vode_ros.loop_closure.keyframes import (
+    Keyframe,
+    LoopEvent,
+    keyframe_due,
+    sample_at,
+    session_keyframes,
+)
 from vode_ros.loop_closure.place_recognition import TemporalConsistency, candidates
 from vode_ros.loop_closure.pose_graph import Edge, PoseGraph
 from vode_ros.loop_closure.triangulation import merge_depths, triangulate_pair
@@ -524,7 +529,8 @@ class LoopClosure:
         d = map_file.read_map(path)
         with self._state:
             self._clear_state()
-            for kf, pose in zip(map_file.map_keyframes(d, self.vocab), d["kf_map_pose"]):
+            keyframes = map_file.map_keyframes(d, self.vocab)
+            for kf, pose in zip(keyframes, d["kf_map_pose"], strict=True):
                 self.keyframes.append(kf)
                 self._by_id[kf.id] = kf
                 self._db.add(*kf.bow)

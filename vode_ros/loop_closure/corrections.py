@@ -94,6 +94,6 @@ def correct_frames(kf_stamps_ns: np.ndarray, corrections: list[np.ndarray],
     idx = np.clip(np.searchsorted(kf_stamps_ns, stamps_ns, side="right") - 1, 0,
                   len(corrections) - 1)
     out = np.empty_like(odom_poses)
-    for n, (i, P) in enumerate(zip(idx, odom_poses)):
+    for n, (i, P) in enumerate(zip(idx, odom_poses, strict=True)):
         out[n] = sim3.rigid(corrections[i] @ P)
     return out

@@ -102,4 +102,4 @@ def map_edges(d: dict[str, np.ndarray]) -> list[Edge]:
     return [Edge(int(i), int(j), M, sig, str(kind), bool(act))
             for (i, j), kind, M, sig, act in zip(d["edge_ij"], d["edge_kind"],
                                                  d["edge_measurement"], d["edge_sigmas"],
-                                                 d["edge_active"])]
+                                                 d["edge_active"], strict=True)]

@@ -272,8 +272,8 @@ def _images_of(path: str, step: int):
 
 
 def main(argv=None) -> int:
-    from vode_ros.loop_closure.features import OrbExtractor
     from vode_ros.camera import Camera
+    from vode_ros.loop_closure.features import OrbExtractor
 
     ap = argparse.ArgumentParser(description="Train an ORB binary vocabulary (k-majority).")
     ap.add_argument("inputs", nargs="+", help="images, image folders or sequences")

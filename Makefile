@@ -2,6 +2,8 @@
 #
 #   make venv    create/update .venv (seconds when nothing changed)
 #   make test    the whole pytest suite, in the venv, with the ROS environment it needs
+#   make test-core  the tests that need no ROS graph and are quick (under a minute)
+#   make lint    ruff over the sources, mypy over the core modules
 #   make demo    vode demo
 #   make lock    re-pin every transitive package into requirements/lock.txt
 #   make colcon  build the package with colcon into build/colcon (as a ROS user would)
@@ -37,10 +39,18 @@ PIP := $(VPY) -m pip install --quiet --disable-pip-version-check
 # pip.conf here names local index folders that lack most projects; pip warns once per project.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: help venv test demo models lock colcon clean distclean
+# Lint tools from the venv (pinned in requirements.txt); RUFF=/path/to/ruff to use another.
+RUFF ?= $(VENV)/bin/ruff
+MYPY ?= $(VENV)/bin/mypy
+LINT_PATHS := vode_ros test tools launch setup.py
+# The core: plain modules on numpy/OpenCV/ONNX Runtime, type-checked (mypy section of setup.cfg)
+MYPY_FILES := $(wildcard $(addprefix vode_ros/,camera.py geometry.py imaging.py inference.py \
+                config.py errors.py files.py progress.py multiview.py))
+
+.PHONY: help venv test test-core lint demo lock colcon clean distclean
 
 help:
-	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,10p' Makefile | sed 's/^# \{0,1\}//'
 
 venv:
 	@want=$$({ cat $(VENV_INPUTS); printf '%s\n' $(DATA_FILES); } 2>/dev/null | sha256sum | cut -c1-32); \
@@ -65,10 +75,18 @@ venv:
 test: venv
 	timeout -k 30 2700 $(VPY) -m pytest $(PYTEST_ARGS) test/
 
+# markers (setup.cfg, given in test/conftest.py): ros = needs a ROS graph or node subprocesses,
+# slow = takes more than a few seconds
+test-core: venv
+	timeout -k 30 600 $(VPY) -m pytest $(PYTEST_ARGS) -m "not ros and not slow" test/
+
+# mypy imports what the core imports from the venv's packages (numpy's and OpenCV's types)
+lint: venv
+	$(RUFF) check $(LINT_PATHS)
+	$(MYPY) --python-executable $(VPY) $(MYPY_FILES)
+
 demo: venv
 	$(VENV)/bin/vode demo
-
-# models: venv   (reserved: fetch/export the shipped ONNX models)
 
 lock: venv
 	@$(VPY) -m pip freeze --exclude-editable --disable-pip-version-check \
@@ -82,7 +100,7 @@ colcon: venv
 	  --install-base build/colcon/install
 
 clean:
-	rm -rf build install log *.egg-info .pytest_cache
+	rm -rf build install log *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 distclean: clean
 	rm -rf $(VENV)

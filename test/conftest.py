@@ -8,12 +8,19 @@ The ROS side of a test run (the venv made by `make venv`):
   so in-process nodes never meet those of another test run on the machine.
 - Subprocesses: pass `env=ros_env`; it has a fresh domain per test (use the same id in-process with
   `rclpy.init(domain_id=int(ros_env["ROS_DOMAIN_ID"]))` when the test talks to its subprocess).
+
+Markers (registered in setup.cfg) are given here, not on each test; `make test-core` runs
+`-m "not ros and not slow"`, the quick tests of every algorithm, in well under a minute:
+- ros: the test uses `ros_env` (a ROS subprocess) or its module uses rclpy, the ROS harness or
+  vode_ros.ros (nodes in this process);
+- slow: a few seconds or more, measured with `pytest --durations=0` on two cores (SLOW_* below).
 """
 from __future__ import annotations
 
 import itertools
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -73,3 +80,57 @@ def ros_env() -> dict:
     })
     env.pop("ROS_STATIC_PEERS", None)
     return env
+
+
+# -- markers ---------------------------------------------------------------------------------------
+# what a module that runs ROS imports (or names it imports come from)
+ROS_MODULES = ("rclpy", "ros_harness", "vode_ros.ros", "launch_ros")
+# whole modules, and why
+SLOW_MODULES = {
+    "test_training.py": "trains networks with torch",
+    "test_export.py": "exports checkpoints and checks ONNX Runtime parity",
+    "test_bench.py": "runs `vode bench` in subprocesses (one through the node)",
+    "test_build.py": "builds the package with colcon, runs pytest in a subprocess",
+}
+# module fixtures that take long to build: every test that uses one
+SLOW_FIXTURES = {
+    "test_loop_closure.py": {"room_loop", "corridor_straight"},     # 240-frame renderings
+}
+# single tests of otherwise quick modules (2 s or more each)
+SLOW_TESTS = {
+    "test_geometric.py": {"test_turn", "test_static_camera_stays_put",
+                          "test_ground_scale_converges_to_metres",
+                          "test_pure_rotation_makes_no_translation",
+                          "test_dark_stretch_falls_back_then_recovers",
+                          "test_lost_features_fall_back_with_their_reason"},
+    "test_process_eval.py": {"test_eval_writes_metrics_and_plots",
+                             "test_eval_on_kitti_06_with_shipped_models"},
+    "test_loop_closure.py": {"test_vode_eval_writes_both_trajectories"},
+}
+
+
+def _origin(value) -> str:
+    """The module a module-level name of a test file comes from ("" when none)."""
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    origin = getattr(value, "__module__", None)
+    return origin if isinstance(origin, str) else ""
+
+
+def _uses_ros(module: types.ModuleType) -> bool:
+    return any(_origin(v) == m or _origin(v).startswith(m + ".")
+               for v in vars(module).values() for m in ROS_MODULES)
+
+
+def pytest_collection_modifyitems(config, items):
+    ros_modules: dict[str, bool] = {}
+    for item in items:
+        name = item.path.name
+        if name not in ros_modules:
+            ros_modules[name] = item.module is not None and _uses_ros(item.module)
+        if ros_modules[name] or "ros_env" in item.fixturenames:
+            item.add_marker(pytest.mark.ros)
+        function = getattr(item, "originalname", item.name)
+        if (name in SLOW_MODULES or function in SLOW_TESTS.get(name, ())
+                or SLOW_FIXTURES.get(name, set()) & set(item.fixturenames)):
+            item.add_marker(pytest.mark.slow)

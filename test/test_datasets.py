@@ -7,8 +7,14 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vode_ros.camera import Camera, Frame
-from vode_ros.datasets import DatasetError, LAYOUTS, detect_layout, open_sequence, parse_frames
-from vode_ros.datasets import synth
+from vode_ros.datasets import (
+    LAYOUTS,
+    DatasetError,
+    detect_layout,
+    open_sequence,
+    parse_frames,
+    synth,
+)
 from vode_ros.datasets.base import poses_at, read_intrinsics, seconds_to_ns
 from vode_ros.errors import VodeError
 
@@ -224,7 +230,7 @@ def _write_euroc(root, frames, scene, gt="state"):
     t0 = 1403715273262142976
     stamps = [t0 + i * 50_000_000 for i in range(len(frames))]
     rows = ["#timestamp [ns],filename"]
-    for s, f in zip(stamps, frames):
+    for s, f in zip(stamps, frames, strict=True):
         img = _distorted_view(scene, f.gt_pose, K, dist, (160, 120))
         cv2.imwrite(str(cam / "data" / f"{s}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
         rows.append(f"{s},{s}.png")
@@ -242,7 +248,7 @@ def _write_euroc(root, frames, scene, gt="state"):
         lines = ["#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], "
                  "q_RS_y [], q_RS_z [], v_RS_R_x [m s^-1]"]
         # body poses at 200 Hz around the image stamps (the camera is still between images)
-        for s, f in zip(stamps, frames):
+        for s, f in zip(stamps, frames, strict=True):
             T_WB = f.gt_pose @ np.linalg.inv(T_BS)
             q = Rotation.from_matrix(T_WB[:3, :3]).as_quat()
             for k in range(-2, 3):
@@ -251,7 +257,7 @@ def _write_euroc(root, frames, scene, gt="state"):
         (d / "data.csv").write_text("\n".join(lines) + "\n")
     else:
         (root / "groundtruth_cam0_tum.txt").write_text("# cam0\n" + "".join(
-            _tum_line(s / 1e9, f.gt_pose) + "\n" for s, f in zip(stamps, frames)))
+            _tum_line(s / 1e9, f.gt_pose) + "\n" for s, f in zip(stamps, frames, strict=True)))
     return stamps, K, dist
 
 

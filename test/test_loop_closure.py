@@ -22,8 +22,12 @@ from vode_ros.loop_closure.backend import LoopClosure, sample_at
 from vode_ros.loop_closure.features import OrbExtractor
 from vode_ros.loop_closure.pose_graph import Edge, PoseGraph
 from vode_ros.loop_closure.verification import VerificationParams, verify
-from vode_ros.loop_closure.vocabulary import (BinaryVocabulary, bow_score, k_majority,
-                                              train_vocabulary)
+from vode_ros.loop_closure.vocabulary import (
+    BinaryVocabulary,
+    bow_score,
+    k_majority,
+    train_vocabulary,
+)
 from vode_ros.pipeline import resolve_path
 
 YAW_DRIFT_DEG = 0.03          # per frame, about the camera's vertical axis
@@ -79,7 +83,7 @@ def lc_config(**overrides):
 
 def run_back_end(frames, odom, cfg, vocabulary, depths=None, scale="relative"):
     lc = LoopClosure(cfg, vocabulary, blocking=True)
-    for n, (f, P) in enumerate(zip(frames, odom)):
+    for n, (f, P) in enumerate(zip(frames, odom, strict=True)):
         lc.add(estimate(f, P, None if depths is None else depths[n], scale), f.image)
     assert lc.flush(timeout=120)
     return lc
@@ -283,7 +287,7 @@ def test_synthetic_loop_with_predicted_depth_corrects_scale(room_loop, vocabular
     """Depth in the odometry's units (as a jointly trained model gives): scale drift goes."""
     gt = np.array([f.gt_pose for f in room_loop])
     odom, scales = drifted(gt)
-    depths = [f.gt_depth * s for f, s in zip(room_loop, scales)]
+    depths = [f.gt_depth * s for f, s in zip(room_loop, scales, strict=True)]
     lc = run_back_end(room_loop, odom, lc_config(depth_source="predicted"), vocabulary, depths)
     try:
         e_odom, e_map, _ = end_errors(room_loop, odom, lc)
@@ -415,7 +419,7 @@ def test_save_load_round_trip_and_relocalisation(room_loop, loop_run, vocabulary
     try:
         loaded = other.load(path)
         assert loaded["keyframes"] == len(lc.keyframes)
-        for a, b in zip(lc.keyframes, other.keyframes):
+        for a, b in zip(lc.keyframes, other.keyframes, strict=True):
             assert (a.id, a.session, a.stamp_ns) == (b.id, b.session, b.stamp_ns)
             assert np.array_equal(a.features.descriptors, b.features.descriptors)
             assert np.array_equal(a.features.keypoints, b.features.keypoints)
@@ -432,7 +436,7 @@ def test_save_load_round_trip_and_relocalisation(room_loop, loop_run, vocabulary
         origin = odom[150]
         frames = room_loop[150:]
         new_odom = np.array([np.linalg.inv(origin) @ P for P in odom[150:]])
-        for f, P in zip(frames, new_odom):
+        for f, P in zip(frames, new_odom, strict=True):
             other.add(estimate(f, P), f.image)
         assert other.flush(60)
         assert other.relocalised, [(e.query, e.candidate, e.reason) for e in other.events]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import model_factory as mf
-from ros_harness import NodeProcess, Peer, REPO, real_or_synthetic_frames, unique_domain_id
+from ros_harness import NodeProcess, Peer, real_or_synthetic_frames, unique_domain_id
 from vode_ros.camera import Camera
 from vode_ros.ros import conversions as conv
 
@@ -128,7 +128,7 @@ def test_sequence_end_to_end(graph, frames):
     assert [conv.stamp_to_ns(m.header.stamp) for m in depth] == stamps
     assert [conv.stamp_to_ns(m.header.stamp) for m in infos] == stamps
     h, w = frames[0][0].shape[:2]
-    for d, info in zip(depth, infos):
+    for d, info in zip(depth, infos, strict=True):
         assert d.encoding == "32FC1" and (d.width, d.height) == (w, h) and d.step == w * 4
         assert d.header.frame_id == info.header.frame_id == "camera_optical_frame"
         assert (info.width, info.height) == (w, h)

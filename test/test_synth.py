@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vode_ros.datasets import DatasetError, open_sequence
-from vode_ros.datasets import synth
+from vode_ros.datasets import DatasetError, open_sequence, synth, synth_textures
 
 
 def _bilinear(img, x, y):
-    return synth._bilinear_wrap(np.ascontiguousarray(img, dtype=np.float32), x, y)
+    return synth_textures._bilinear_wrap(np.ascontiguousarray(img, dtype=np.float32), x, y)
 
 
 def _reproject(a, b, camera):
@@ -163,7 +162,7 @@ def test_generate_is_deterministic(tmp_path):
     for name in ("rgb.txt", "groundtruth.txt", "camera.txt"):
         assert (a / name).read_text() == (b / name).read_text()
     fa, fb = list(open_sequence(a)), list(open_sequence(b))
-    for x, y in zip(fa, fb):
+    for x, y in zip(fa, fb, strict=True):
         assert np.array_equal(x.image, y.image)
         assert np.array_equal(x.gt_depth, y.gt_depth, equal_nan=True)
 

@@ -32,8 +32,8 @@ def raw_to_rgb(data, encoding: str, width: int, height: int, step: int,
         raise InputError("encoding", f"unsupported image encoding '{encoding}'; expected one of "
                          f"{', '.join(ENCODINGS)}")
     if width <= 0 or height <= 0:
-        raise InputError("zero_size", f"image has zero size ({width}x{height}); expected a non-empty "
-                         "image")
+        raise InputError("zero_size", f"image has zero size ({width}x{height}); expected a "
+                         "non-empty image")
     channels, dtype = ENCODINGS[encoding]
     itemsize = np.dtype(dtype).itemsize
     row_bytes = width * channels * itemsize
@@ -86,10 +86,12 @@ def rgb_to_raw(image: np.ndarray, encoding: str = "rgb8") -> tuple[bytes, int]:
     """The inverse for tests and publishers: (data, step) of an RGB image in ``encoding``."""
     conv = {"rgb8": None, "bgr8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGB2RGBA,
             "bgra8": cv2.COLOR_RGB2BGRA, "mono8": cv2.COLOR_RGB2GRAY}
+    out: np.ndarray
     if encoding == "mono16":
         out = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
     elif encoding in conv:
-        out = image if conv[encoding] is None else cv2.cvtColor(image, conv[encoding])
+        code = conv[encoding]
+        out = image if code is None else cv2.cvtColor(image, code)
     else:
         raise InputError("encoding", f"cannot write encoding '{encoding}'")
     out = np.ascontiguousarray(out)

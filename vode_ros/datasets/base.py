@@ -159,7 +159,7 @@ class Sequence:
 
     def __iter__(self) -> Iterator[SequenceFrame]:
         raws = list(self._selected)
-        for raw, image in zip(raws, self._iter_images(raws)):
+        for raw, image in zip(raws, self._iter_images(raws), strict=True):
             yield self._make_frame(raw, image)
 
     def __getitem__(self, i: int) -> SequenceFrame:

@@ -22,8 +22,17 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from vode_ros.datasets.base import (
-    MAX_GT_DT_NS, DatasetError, Sequence, camera_and_undistorter, data_lines, load_yaml,
-    poses_at, read_intrinsics, read_rgb, read_tum_trajectory)
+    MAX_GT_DT_NS,
+    DatasetError,
+    Sequence,
+    camera_and_undistorter,
+    data_lines,
+    load_yaml,
+    poses_at,
+    read_intrinsics,
+    read_rgb,
+    read_tum_trajectory,
+)
 
 
 def mav0_of(path: Path) -> Path | None:

@@ -12,9 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from vode_ros.datasets.base import (
-    MAX_GT_DT_NS, DatasetError, INTRINSICS_FORMATS, Sequence, camera_and_undistorter, data_lines,
-    find_intrinsics_file, fps_stamps, image_files, poses_at, read_intrinsics, read_rgb,
-    read_tum_trajectory, seconds_to_ns)
+    INTRINSICS_FORMATS,
+    MAX_GT_DT_NS,
+    DatasetError,
+    Sequence,
+    camera_and_undistorter,
+    data_lines,
+    find_intrinsics_file,
+    fps_stamps,
+    image_files,
+    poses_at,
+    read_intrinsics,
+    read_rgb,
+    read_tum_trajectory,
+    seconds_to_ns,
+)
 
 INTRINSICS_FILES = ("intrinsics.txt", "camera.txt", "camera.yaml", "camera.yml",
                     "intrinsics.yaml")

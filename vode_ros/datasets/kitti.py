@@ -19,7 +19,14 @@ import numpy as np
 
 from vode_ros.camera import Camera
 from vode_ros.datasets.base import (
-    DatasetError, Sequence, data_lines, fps_stamps, image_files, read_rgb, seconds_to_ns)
+    DatasetError,
+    Sequence,
+    data_lines,
+    fps_stamps,
+    image_files,
+    read_rgb,
+    seconds_to_ns,
+)
 
 STREAMS = ("image_2", "image_0", "image_3", "image_1")
 

@@ -18,8 +18,16 @@ import cv2
 import numpy as np
 
 from vode_ros.datasets.base import (
-    DatasetError, Intrinsics, Sequence, camera_and_undistorter, data_lines, finite_or_nan,
-    read_depth_png, read_intrinsics, read_rgb)
+    DatasetError,
+    Intrinsics,
+    Sequence,
+    camera_and_undistorter,
+    data_lines,
+    finite_or_nan,
+    read_depth_png,
+    read_intrinsics,
+    read_rgb,
+)
 
 FRAME_RE = re.compile(r"frame-(\d+)\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
 FPS = 30.0

@@ -18,9 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from vode_ros.datasets.base import (
-    MAX_GT_DT_NS, DatasetError, Intrinsics, Sequence, associate_nearest, camera_and_undistorter,
-    data_lines, find_intrinsics_file, poses_at, read_depth_png, read_intrinsics, read_rgb,
-    read_tum_trajectory, seconds_to_ns)
+    MAX_GT_DT_NS,
+    DatasetError,
+    Intrinsics,
+    Sequence,
+    associate_nearest,
+    camera_and_undistorter,
+    data_lines,
+    find_intrinsics_file,
+    poses_at,
+    read_depth_png,
+    read_intrinsics,
+    read_rgb,
+    read_tum_trajectory,
+    seconds_to_ns,
+)
 
 DEPTH_SCALE = 5000.0
 

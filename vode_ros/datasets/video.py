@@ -15,8 +15,14 @@ import cv2
 import numpy as np
 
 from vode_ros.datasets.base import (
-    DatasetError, INTRINSICS_FORMATS, Sequence, camera_and_undistorter, find_intrinsics_file,
-    fps_stamps, read_intrinsics)
+    INTRINSICS_FORMATS,
+    DatasetError,
+    Sequence,
+    camera_and_undistorter,
+    find_intrinsics_file,
+    fps_stamps,
+    read_intrinsics,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg")
 

@@ -2,21 +2,22 @@
 
 ``LoopClosure.add(estimate, image)`` is called after every ``VisualOdometry.process`` (by the
 node's worker and by ``vode process``). It is cheap: it decides whether the frame is a keyframe
-(rotation, translation against the scene depth, or time since the last keyframe) and, if so,
-puts it on a bounded queue (a full queue drops the keyframe and counts it; the odometry never
-waits). Everything else runs in the back-end's own thread, at a lower scheduling priority:
+(``keyframes.keyframe_due``: rotation, translation against the scene depth, or time since the
+last keyframe) and, if so, puts it on a bounded queue (a full queue drops the keyframe and counts
+it; the odometry never waits). Everything else runs in the back-end's own thread, at a lower
+scheduling priority:
 
 1. ORB features (``features``), their depth (``depth_source``: the predicted depth sampled at
    the keypoints, or depths triangulated from neighbouring keyframes and the odometry between
    them, in the odometry's units), and a bag-of-binary-words vector (``vocabulary``);
 2. an odometry edge to the previous keyframe of the session in the Sim(3) pose graph;
-3. place recognition: DBoW2-style L1 scores against keyframes older than
+3. place recognition (``place_recognition``): DBoW2-style L1 scores against keyframes older than
    ``min_gap_keyframes``, above ``min_score`` and ``min_score_ratio`` x the score with the
    previous keyframe, best per neighbourhood, kept when consistent over ``consistency``
    consecutive keyframes;
 4. geometric verification (``verification.verify``: PnP RANSAC on points lifted with the
-   stored depth) and a plausibility check against the odometry (the correction a loop asks for
-   must fit the drift the odometry could have made);
+   stored depth) and a plausibility check against the odometry (``corrections``: the correction
+   a loop asks for must fit the drift the odometry could have made);
 5. the loop edge goes into the graph, which is optimised (gtsam, robust kernel; loops left
    inconsistent are switched off), and the corrected keyframe poses and ``map_to_odom`` are
    published for readers (a short lock, never held during computation).
@@ -29,6 +30,9 @@ similarity (scale drift is corrected too): ``correct`` applies, per frame, the c
 latest keyframe at or before it (``C_k O_k^-1 O_f``, the relative motion scaled by the
 keyframe's scale correction).
 
+This module holds the queue, the thread and the state they share; the keyframe map file is
+``map_file``.
+
 Sessions: the first session is anchored (map = odom at its first keyframe). ``reset`` (the
 odometry restarted) begins a new session. ``load`` replaces the state by a saved keyframe map
 whose keyframes stay fixed; the live session that follows is not anchored until a loop to the map
@@ -37,55 +41,31 @@ is verified (relocalisation): until then ``map_to_odom`` is identity and ``reloc
 from __future__ import annotations
 
 import collections
-import json
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vode_ros.depth import sample_depth
 from vode_ros.errors import VodeError
-from vode_ros.loop_closure import sim3
-from vode_ros.loop_closure.features import Features, OrbExtractor
+from vode_ros.loop_closure import corrections, map_file, sim3
+from vode_ros.loop_closure.corrections import ANCHOR_SIGMA, WEAK_SIGMA
+from vode_ros.loop_closure.features import OrbExtractor
+from vode_ros.loop_closure.keyframes import (
+    Keyframe,
+    LoopEvent,
+    keyframe_due,
+    sample_at,
+    session_keyframes,
+)
+from vode_ros.loop_closure.place_recognition import TemporalConsistency, candidates
 from vode_ros.loop_closure.pose_graph import Edge, PoseGraph
 from vode_ros.loop_closure.triangulation import merge_depths, triangulate_pair
 from vode_ros.loop_closure.verification import VerificationParams, verify
 from vode_ros.loop_closure.vocabulary import BinaryVocabulary, BowDatabase
-
-MAP_FORMAT = "vode_keyframe_map/1"
-ANCHOR_SIGMA = 1e-6           # prior on the anchored first keyframe and on loaded keyframes
-WEAK_SIGMA = 1e3              # prior on the first keyframe of an unanchored session
-
-
-@dataclass
-class Keyframe:
-    id: int
-    session: int
-    stamp_ns: int
-    odom_pose: np.ndarray                   # 4x4 camera optical frame in the session's odom
-    features: Features
-    depth: np.ndarray                       # (N,) per keypoint, NaN: unknown
-    parallax: np.ndarray                    # (N,) degrees of the triangulation kept, NaN
-    bow: tuple                              # bag-of-words (word indices, weights), sparse
-    lost_before: bool = False               # tracking was lost since the previous keyframe
-    fixed: bool = False                     # loaded from a map: not moved by optimisation
-    path: float = 0.0                       # odometry path length from the session's start
-
-
-@dataclass
-class LoopEvent:
-    stamp_ns: int                           # the query keyframe's stamp
-    accepted: bool
-    query: int
-    candidate: int
-    reason: str
-    inliers: int = 0
-    score: float = 0.0
-    wall_time: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -100,14 +80,6 @@ class _Pending:
     session: int
 
 
-def sample_at(depth: np.ndarray, keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Depth (any resolution) at keypoints given in a ``width`` x ``height`` image (nearest;
-    ``vode_ros.depth.sample_depth``), float32, NaN where not positive and finite."""
-    d = sample_depth(depth, keypoints, (width, height)).astype(np.float32)
-    d[~(np.isfinite(d) & (d > 0))] = np.nan
-    return d
-
-
 def _lower_priority(kind: str) -> None:
     """Lower the calling thread's scheduling priority (Linux: a thread id is a valid pid for
     the scheduler calls); elsewhere, or when refused, nothing changes."""
@@ -119,11 +91,6 @@ def _lower_priority(kind: str) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, 10)
     except (OSError, AttributeError):
         pass
-
-
-def _rotation_deg(T: np.ndarray) -> float:
-    c = (np.trace(T[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
 class LoopClosure:
@@ -180,8 +147,8 @@ class LoopClosure:
         self._next_id = 0
         self._session_last: dict[int, Keyframe] = {}
         self._anchored: set[int] = set()
-        self._consistent: dict[int, int] = {}
-        self._consistent_query: int | None = None
+        self._consistency = TemporalConsistency(self.cfg.consistency_window,
+                                                self.cfg.consistency)
         self._edge_lengths: collections.deque = collections.deque(maxlen=50)
         self._depths: collections.deque = collections.deque(maxlen=10)
         self._fixed_sessions: set[int] = set()
@@ -200,19 +167,11 @@ class LoopClosure:
             self._lost_pending = True
             return False
         pose = np.asarray(estimate.camera_pose, float)
-        c = self.cfg
         if self._last_kf is not None and estimate.stamp_ns < self._last_kf[0]:
             self.reset()                 # time went back: a replay restarted, odometry too
         if self._last_kf is not None:
             dt = (estimate.stamp_ns - self._last_kf[0]) * 1e-9
-            if dt < c.keyframe_min_interval_s:
-                return False
-            rel = np.linalg.inv(self._last_kf[1]) @ pose
-            depth = self.scene_depth
-            if not (dt >= c.keyframe_max_interval_s
-                    or _rotation_deg(rel) >= c.keyframe_rotation_deg
-                    or (depth is not None and
-                        np.linalg.norm(rel[:3, 3]) >= c.keyframe_baseline_ratio * depth)):
+            if not keyframe_due(self.cfg, dt, self._last_kf[1], pose, self.scene_depth):
                 return False
         self._last_kf = (int(estimate.stamp_ns), pose.copy())
         item = _Pending(int(estimate.stamp_ns), pose.copy(), image, estimate.depth,
@@ -364,11 +323,7 @@ class LoopClosure:
                 return odom_poses.copy()
             ks = np.array([k.stamp_ns for k in live])
             corr = [self.graph.nodes[k.id] @ np.linalg.inv(k.odom_pose) for k in live]
-        idx = np.clip(np.searchsorted(ks, stamps_ns, side="right") - 1, 0, len(live) - 1)
-        out = np.empty_like(odom_poses)
-        for n, (i, P) in enumerate(zip(idx, odom_poses)):
-            out[n] = sim3.rigid(corr[i] @ P)
-        return out
+        return corrections.correct_frames(ks, corr, stamps_ns, odom_poses)
 
     # ============================================================================================
     # the back-end's work
@@ -403,7 +358,6 @@ class LoopClosure:
         self.stats["keyframes"] += 1
 
     def _insert(self, kf: Keyframe) -> None:
-        c = self.cfg
         prev = self._session_last.get(kf.session)
         if prev is not None:
             rel = np.linalg.inv(prev.odom_pose) @ kf.odom_pose
@@ -412,11 +366,7 @@ class LoopClosure:
             kf.path = prev.path + length
             typical = float(np.median(self._edge_lengths)) if self._edge_lengths else length
             self._edge_lengths.append(length)
-            trans = c.odometry_translation_sigma * max(length, 0.5 * typical, 1e-6)
-            sig = np.r_[np.full(3, np.radians(c.odometry_rotation_sigma_deg)), np.full(3, trans),
-                        c.odometry_scale_sigma]
-            if kf.lost_before:
-                sig = sig * c.lost_sigma_inflation
+            sig = corrections.odometry_sigmas(self.cfg, length, typical, kf.lost_before)
             self.graph.add_edge(Edge(prev.id, kf.id, rel, sig, "odometry",
                                      info={"lost": kf.lost_before}))
         else:
@@ -441,13 +391,7 @@ class LoopClosure:
         self._db.add(*kf.bow)
 
     def _session_keyframes(self, session: int, before: int, count: int) -> list[Keyframe]:
-        out = []
-        for k in reversed(self.keyframes):
-            if k.session == session and k.id < before:
-                out.append(k)
-                if len(out) >= count:
-                    break
-        return out
+        return session_keyframes(self.keyframes, session, before, count)
 
     def _triangulate(self, kf: Keyframe) -> None:
         c = self.cfg
@@ -463,60 +407,14 @@ class LoopClosure:
 
     # -- place recognition -----------------------------------------------------------------------
     def _candidates(self, kf: Keyframe) -> list[tuple[int, float]]:
-        """(keyframe id, score) of keyframes that pass the score thresholds, best per
-        neighbourhood of ``consistency_window`` keyframes, best first."""
-        c = self.cfg
-        n = len(self.keyframes) - 1            # kf itself is the last row
-        if n <= 0 or not len(kf.bow[0]):
-            return []
-        ids = np.array([k.id for k in self.keyframes[:n]])
-        sessions = np.array([k.session for k in self.keyframes[:n]])
-        # a revisit: old enough, and the way travelled since is longer than the way between
-        # (driving on and seeing the same place from further is no loop)
-        path = kf.path - np.array([k.path for k in self.keyframes[:n]])
-        dist = np.linalg.norm(np.array([k.odom_pose[:3, 3] for k in self.keyframes[:n]]) -
-                              kf.odom_pose[:3, 3], axis=1)
-        same = sessions == kf.session
-        eligible = ~same | ((ids <= kf.id - c.min_gap_keyframes) &
-                            (path >= c.min_revisit_ratio * dist))
-        if not eligible.any():
-            return []
-        scores = self._db.scores(self._db.dense(*kf.bow), n)
+        """Consistent loop candidates of ``kf`` (see ``place_recognition``), best first."""
         prev = self._session_keyframes(kf.session, kf.id, 1)
-        ref = float(np.minimum(self._db.dense(*kf.bow)[prev[0].bow[0]], prev[0].bow[1]).sum()) \
-            if prev else 0.0
-        threshold = max(c.min_score, c.min_score_ratio * ref)
-        ok = np.where(eligible & (scores >= threshold))[0]
-        out: list[tuple[int, float]] = []
-        for i in ok[np.argsort(-scores[ok])]:
-            kid = int(ids[i])
-            if any(abs(kid - o) <= c.consistency_window and
-                   self._by_id[o].session == self.keyframes[i].session for o, _ in out):
-                continue
-            out.append((kid, float(scores[i])))
-            if len(out) >= c.max_candidates:
-                break
-        return out
-
-    def _consistent_candidates(self, kf: Keyframe, cands) -> list[tuple[int, float]]:
-        """Temporal consistency: a candidate counts the consecutive queries (keyframes of the
-        session) whose candidates lay within ``consistency_window`` keyframes of it."""
-        c = self.cfg
-        prev = self._session_keyframes(kf.session, kf.id, 1)
-        carry = self._consistent if prev and self._consistent_query == prev[0].id else {}
-        counts = {}
-        for kid, _ in cands:
-            best = 0
-            for pid, cnt in carry.items():
-                if abs(pid - kid) <= c.consistency_window and \
-                        self._by_id[pid].session == self._by_id[kid].session:
-                    best = max(best, cnt)
-            counts[kid] = best + 1
-        self._consistent, self._consistent_query = counts, kf.id
-        return [(kid, s) for kid, s in cands if counts[kid] >= c.consistency]
+        prev_kf = prev[0] if prev else None
+        cands = candidates(self.cfg, kf, self.keyframes, self._db, self._by_id, prev_kf)
+        return self._consistency.filter(kf, prev_kf, cands, self._by_id)
 
     def _detect_and_close(self, kf: Keyframe) -> bool:
-        cands = self._consistent_candidates(kf, self._candidates(kf))
+        cands = self._candidates(kf)
         for kid, score in cands[: self.cfg.max_verifications]:
             cand = self._by_id[kid]
             verdict = verify(kf.features, kf.depth, cand.features, cand.depth,
@@ -541,14 +439,6 @@ class LoopClosure:
                                      score))
 
     # -- the graph -------------------------------------------------------------------------------
-    def _path_length(self, a: Keyframe, b: Keyframe) -> float | None:
-        if a.session != b.session:
-            return None
-        ks = [k for k in self.keyframes if k.session == a.session and
-              min(a.id, b.id) <= k.id <= max(a.id, b.id)]
-        P = np.array([k.odom_pose[:3, 3] for k in ks])
-        return float(np.sum(np.linalg.norm(np.diff(P, axis=0), axis=1))) if len(P) > 1 else 0.0
-
     def _add_loop(self, cand: Keyframe, kf: Keyframe, S_c_q: np.ndarray, median_depth: float,
                   has_scale: bool) -> tuple[bool, str]:
         """Check a verified loop against the graph, add it, optimise. (accepted, why)."""
@@ -557,32 +447,18 @@ class LoopClosure:
         connected = self._connected(cand.session, kf.session)
         if connected:
             pred = sim3.inverse(g.nodes[cand.id]) @ g.nodes[kf.id]
-            D = sim3.inverse(pred) @ S_c_q
-            rot = sim3.rotation_deg(D)
-            dpos = float(np.linalg.norm(pred[:3, 3] - S_c_q[:3, 3]))
-            path = self._path_length(cand, kf)
-            allowed = c.max_translation_drift * (path or 0.0) + 0.5 * median_depth
-            if rot > c.max_rotation_drift_deg:
-                return False, (f"implausible: the loop turns the graph by {rot:.1f} deg > "
-                               f"loop_closure.max_rotation_drift_deg {c.max_rotation_drift_deg}")
-            if dpos > allowed:
-                return False, (f"implausible: the loop moves the keyframe by {dpos:.3g} > "
-                               f"{allowed:.3g} (max_translation_drift x path {path or 0:.3g} + "
-                               f"half the scene depth)")
+            why = corrections.implausible_loop(c, pred, S_c_q,
+                                               corrections.path_length(self.keyframes, cand, kf),
+                                               median_depth)
+            if why:
+                return False, why
         else:
             # relocalisation in a loaded map (or across sessions): move the query's session
             # rigidly onto the map before optimising
             new_q = g.nodes[cand.id] @ S_c_q
-            Tfix = new_q @ sim3.inverse(g.nodes[kf.id])
-            for k in self.keyframes:
-                if k.session == kf.session:
-                    g.nodes[k.id] = Tfix @ g.nodes[k.id]
-                    if k.id in g.priors:
-                        g.priors[k.id] = (g.nodes[k.id].copy(), g.priors[k.id][1])
-        trans = c.loop_translation_sigma * median_depth + \
-            c.loop_scale_sigma * float(np.linalg.norm(S_c_q[:3, 3]))
-        sig = np.r_[np.full(3, np.radians(c.loop_rotation_sigma_deg)), np.full(3, trans),
-                    c.loop_scale_sigma if has_scale else 1.0]
+            corrections.move_session(g, self.keyframes, kf.session,
+                                     new_q @ sim3.inverse(g.nodes[kf.id]))
+        sig = corrections.loop_sigmas(c, S_c_q, median_depth, has_scale)
         edge = g.add_edge(Edge(cand.id, kf.id, S_c_q, sig, "loop",
                                info={"stamp_ns": kf.stamp_ns}))
         res = g.optimize(c.max_loop_chi2)
@@ -610,14 +486,12 @@ class LoopClosure:
     def _publish(self, full: bool) -> None:
         """Refresh the readers' copies (the caller holds ``_state``)."""
         stamps = np.array([k.stamp_ns for k in self.keyframes], np.int64)
-        poses = np.array([self.graph.nodes[k.id] for k in self.keyframes]).reshape(-1, 4, 4)
-        if len(poses):
-            s = np.cbrt(np.linalg.det(poses[:, :3, :3]))
-            poses[:, :3, :3] /= s[:, None, None]
+        poses = corrections.rigid_poses(
+            np.array([self.graph.nodes[k.id] for k in self.keyframes]).reshape(-1, 4, 4))
         last = self._live_last
         m2o = np.eye(4)
         if last is not None and (last.session in self._anchored or not self._fixed_sessions):
-            m2o = sim3.rigid(self.graph.nodes[last.id]) @ np.linalg.inv(last.odom_pose)
+            m2o = corrections.map_to_odom(self.graph.nodes[last.id], last.odom_pose)
         loops = [(sim3.rigid(self.graph.nodes[e.i])[:3, 3], sim3.rigid(self.graph.nodes[e.j])
                   [:3, 3]) for e in self.graph.loops(active_only=True)]
         loop_edges = self.graph.loops()
@@ -635,91 +509,36 @@ class LoopClosure:
     # the keyframe map file
     # ============================================================================================
     def save(self, path) -> dict:
-        """Write the keyframe map (npz) atomically; returns a summary."""
+        """Write the keyframe map (npz, ``map_file``) atomically; returns a summary."""
         path = Path(os.path.expanduser(str(path)))
         with self._state:
             kfs = list(self.keyframes)
             if not kfs:
                 raise VodeError("no keyframes to save yet: the map is empty")
             edges = list(self._map_edges) + list(self.graph.edges)
-            counts = np.array([len(k.features) for k in kfs], np.int64)
-            data = {
-                "format": np.array(MAP_FORMAT),
-                "meta": np.array(json.dumps({"vocabulary": self.vocab.info,
-                                             "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                        time.gmtime())})),
-                "kf_id": np.array([k.id for k in kfs], np.int64),
-                "kf_session": np.array([k.session for k in kfs], np.int64),
-                "kf_stamp_ns": np.array([k.stamp_ns for k in kfs], np.int64),
-                "kf_odom_pose": np.array([k.odom_pose for k in kfs]),
-                "kf_map_pose": np.array([self.graph.nodes[k.id] for k in kfs]),
-                "kf_camera": np.array([[k.features.camera.fx, k.features.camera.fy,
-                                        k.features.camera.cx, k.features.camera.cy,
-                                        k.features.camera.width, k.features.camera.height]
-                                       for k in kfs], float),
-                "kf_count": counts,
-                "keypoints": np.concatenate([k.features.keypoints for k in kfs]),
-                "descriptors": np.concatenate([k.features.descriptors for k in kfs]),
-                "octaves": np.concatenate([k.features.octaves for k in kfs]),
-                "depth": np.concatenate([k.depth for k in kfs]),
-                "parallax": np.concatenate([k.parallax for k in kfs]),
-                "edge_ij": np.array([[e.i, e.j] for e in edges], np.int64).reshape(-1, 2),
-                "edge_kind": np.array([e.kind for e in edges], dtype="U8"),
-                "edge_measurement": np.array([e.measurement for e in edges]).reshape(-1, 4, 4),
-                "edge_sigmas": np.array([e.sigmas for e in edges]).reshape(-1, 7),
-                "edge_active": np.array([e.active for e in edges], bool),
-            }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **data)
-        os.replace(tmp, path)
+            arrays = map_file.map_arrays(kfs, [self.graph.nodes[k.id] for k in kfs], edges,
+                                         self.vocab.info)
+        map_file.write_map(path, arrays)
         return {"file": str(path), "keyframes": len(kfs),
                 "loops": int(sum(1 for e in edges if e.kind == "loop"))}
 
     def load(self, path) -> dict:
         """Replace the state by a saved keyframe map; its keyframes stay where they were saved.
         The next keyframes form a live session that relocalises on its first verified loop."""
-        from vode_ros.camera import Camera
         path = Path(os.path.expanduser(str(path)))
-        try:
-            z = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise VodeError(f"keyframe map '{path}' does not exist; save one first "
-                            "(~/save_map)") from None
-        except (OSError, ValueError) as exc:
-            raise VodeError(f"'{path}' is not a keyframe map: {exc}") from None
-        with z:
-            if "format" not in z or str(z["format"]) != MAP_FORMAT:
-                raise VodeError(f"'{path}' is not a vode keyframe map (expected format "
-                                f"{MAP_FORMAT})")
-            d = {k: z[k] for k in z.files}
-        offsets = np.r_[0, np.cumsum(d["kf_count"])]
+        d = map_file.read_map(path)
         with self._state:
             self._clear_state()
-            for n, kid in enumerate(d["kf_id"]):
-                a, b = offsets[n], offsets[n + 1]
-                fx, fy, cx, cy, w, h = d["kf_camera"][n]
-                feats = Features(d["keypoints"][a:b].astype(np.float32),
-                                 np.ascontiguousarray(d["descriptors"][a:b], np.uint8),
-                                 Camera(fx, fy, cx, cy, int(w), int(h)),
-                                 d["octaves"][a:b].astype(np.int16))
-                kf = Keyframe(int(kid), int(d["kf_session"][n]), int(d["kf_stamp_ns"][n]),
-                              d["kf_odom_pose"][n].copy(), feats,
-                              d["depth"][a:b].astype(np.float32).copy(),
-                              d["parallax"][a:b].astype(np.float32).copy(),
-                              self.vocab.transform_sparse(feats.descriptors), fixed=True)
+            keyframes = map_file.map_keyframes(d, self.vocab)
+            for kf, pose in zip(keyframes, d["kf_map_pose"], strict=True):
                 self.keyframes.append(kf)
                 self._by_id[kf.id] = kf
                 self._db.add(*kf.bow)
-                self.graph.add_node(kf.id, d["kf_map_pose"][n])
-                self.graph.add_prior(kf.id, d["kf_map_pose"][n], np.full(7, ANCHOR_SIGMA))
+                self.graph.add_node(kf.id, pose)
+                self.graph.add_prior(kf.id, pose, np.full(7, ANCHOR_SIGMA))
                 self._anchored.add(kf.session)
                 self._fixed_sessions.add(kf.session)
-            for (i, j), kind, M, sig, act in zip(d["edge_ij"], d["edge_kind"],
-                                                 d["edge_measurement"], d["edge_sigmas"],
-                                                 d["edge_active"]):
-                self._map_edges.append(Edge(int(i), int(j), M, sig, str(kind), bool(act)))
+            self._map_edges.extend(map_file.map_edges(d))
             self._next_id = int(d["kf_id"].max()) + 1 if len(d["kf_id"]) else 0
             top = int(d["kf_session"].max()) if len(d["kf_session"]) else -1
             self._session = max(self._session, top) + 1     # the live session is new

@@ -84,8 +84,8 @@ def evaluate(path: str, step: int = 5, gap: int = 100, max_distance_m: float = 0
              max_angle_deg: float = 30.0, vocabulary: str | None = None,
              depth_model: str | None = None, n_features: int = 1000) -> dict:
     from vode_ros.datasets import open_sequence
-    from vode_ros.pipeline import resolve_path
     from vode_ros.loop_closure.vocabulary import DEFAULT_VOCABULARY
+    from vode_ros.pipeline import resolve_path
 
     seq = open_sequence(path, frames=f"::{step}")
     vocab = BinaryVocabulary.load(resolve_path(vocabulary or DEFAULT_VOCABULARY))

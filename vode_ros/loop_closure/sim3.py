@@ -7,7 +7,8 @@ translation (Strasdat et al., "Scale drift-aware large scale monocular SLAM", RS
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from vode_ros.geometry import rotation_angle_deg
 
 
 def sim3(R: np.ndarray, t, s: float = 1.0) -> np.ndarray:
@@ -40,8 +41,8 @@ def rigid(M: np.ndarray) -> np.ndarray:
 
 
 def rotation_deg(M: np.ndarray) -> float:
-    R, _, _ = parts(M)
-    return float(np.degrees(Rotation.from_matrix(R).magnitude()))
+    """The angle of the rotation part, in degrees."""
+    return rotation_angle_deg(parts(M)[0])
 
 
 def to_gtsam(M: np.ndarray):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vode_ros.geometry import rotation_angle_deg
 from vode_ros.loop_closure.features import Features, match_descriptors
 
 
@@ -45,7 +46,7 @@ def refine_relative_pose(xa: np.ndarray, xb: np.ndarray, Ka: np.ndarray, Kb: np.
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, t.reshape(3) * base
     dR = T_a_b[:3, :3].T @ R
-    rot = float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1))))
+    rot = rotation_angle_deg(dR)
     cosd = float(t.reshape(3) @ T_a_b[:3, 3]) / base
     if rot > max_rotation_diff_deg or cosd < np.cos(np.radians(max_direction_diff_deg)):
         return None

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from vode_ros.errors import VodeError
+from vode_ros.files import atomic_path
 
 DEFAULT_VOCABULARY = "models/orb_vocabulary.npz"
 
@@ -84,7 +85,8 @@ class BinaryVocabulary:
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, path) -> None:
-        with open(path, "wb") as fh:
+        """Write the tree (npz) to ``path`` atomically."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, nodes=self.nodes, valid=self.valid, idf=self.idf,
                                 branching=self.branching, levels=self.levels,
                                 info=np.array(self.info))
@@ -270,8 +272,8 @@ def _images_of(path: str, step: int):
 
 
 def main(argv=None) -> int:
-    from vode_ros.loop_closure.features import OrbExtractor
     from vode_ros.camera import Camera
+    from vode_ros.loop_closure.features import OrbExtractor
 
     ap = argparse.ArgumentParser(description="Train an ORB binary vocabulary (k-majority).")
     ap.add_argument("inputs", nargs="+", help="images, image folders or sequences")

@@ -25,12 +25,21 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -387,7 +396,7 @@ class VodeNode(Node):
         cam_to_base = self.vo.camera_to_base if self.vo is not None else np.eye(4)
         now = self.get_clock().now().to_msg()
         path = Path(header=Header(stamp=now, frame_id=frame))
-        for s, P in zip(stamps, poses):
+        for s, P in zip(stamps, poses, strict=True):
             path.poses.append(conv.pose_stamped(P @ cam_to_base, Header(
                 stamp=conv.ns_to_stamp(int(s)), frame_id=frame)))
         self.pub_map_path.publish(path)

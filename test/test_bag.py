@@ -19,21 +19,20 @@ import numpy as np
 import pytest
 
 import model_factory as mf
-from vode_ros.cli import main
-from vode_ros.config import VodeConfig
-from vode_ros.datasets import DatasetError, open_sequence
 from vode_ros.bags.from_dataset import dataset_to_bag
 from vode_ros.bags.paths import BagError
 from vode_ros.bags.reader import bag_info, read_messages, read_odometry
+from vode_ros.cli import main
+from vode_ros.config import VodeConfig
+from vode_ros.datasets import DatasetError, open_sequence
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 
+from ros_harness import wait_until  # noqa: E402
 from vode_ros.ros.bag import BagPlayer, BagRecorder  # noqa: E402
 from vode_ros.ros.spinning import spun_node  # noqa: E402
-from ros_harness import wait_until  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N, W, H = 8, 160, 120
@@ -105,7 +104,7 @@ def test_from_dataset_round_trip(assets, tmp_path, storage, name):
     assert seq.layout == "rosbag" and len(seq) == N
     assert seq.camera == src[0].camera
     assert seq.gt_source == "/tf world -> camera_gt"
-    for a, b in zip(src, seq):
+    for a, b in zip(src, seq, strict=True):
         assert b.stamp_ns == a.stamp_ns
         assert np.array_equal(b.image, a.image)
         np.testing.assert_allclose(b.gt_pose, a.gt_pose, atol=1e-9)
@@ -121,7 +120,7 @@ def test_from_dataset_compressed_and_frames(assets, tmp_path):
     seq = open_sequence(out)
     src = assets["frames"][2:6]
     assert list(seq.stamps_ns) == [f.stamp_ns for f in src]
-    for a, b in zip(src, seq):
+    for a, b in zip(src, seq, strict=True):
         assert np.abs(b.image.astype(int) - a.image.astype(int)).mean() < 4.0   # JPEG 95
         np.testing.assert_allclose(b.gt_pose, a.gt_pose, atol=1e-9)
 
@@ -333,10 +332,10 @@ def test_play_refuses_a_broken_bag_clearly(assets, tmp_path, ros_env):
 
 # -- record --------------------------------------------------------------------------------------
 def test_record_writes_what_the_graph_publishes(tmp_path, ros_env):
+    from geometry_msgs.msg import TransformStamped
     from nav_msgs.msg import Odometry
     from std_msgs.msg import Header
     from tf2_msgs.msg import TFMessage
-    from geometry_msgs.msg import TransformStamped
     domain = int(ros_env["ROS_DOMAIN_ID"])
     n = 20
     out = tmp_path / "rec.mcap"

@@ -51,4 +51,6 @@ def test_bench_reports_what_geometry_adds_inside_the_pose_stage(tmp_path):
     report = json.loads(out.read_text())
     geo = report["geometry_in_pose_ms"]
     assert geo["p50_ms"] > 0
-    assert geo["p50_ms"] <= report["stages"]["pose"]["p50_ms"]   # a part of the pose stage
+    # a part of the pose stage, frame by frame, so also in every quantile over the same frames
+    whole = report["pose_with_geometry_ms"]
+    assert geo["p50_ms"] <= whole["p50_ms"] and geo["p99_ms"] <= whole["p99_ms"]

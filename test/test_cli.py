@@ -29,7 +29,7 @@ def test_synth_writes_a_readable_sequence_and_bag(tmp_path):
     seq = open_sequence(tmp_path / "s")
     bag = open_sequence(tmp_path / "s.mcap")
     assert len(seq) == len(bag) == 6
-    for a, b in zip(seq, bag):
+    for a, b in zip(seq, bag, strict=True):
         assert a.stamp_ns == b.stamp_ns
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_allclose(a.gt_pose, b.gt_pose, atol=1e-9)

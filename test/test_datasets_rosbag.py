@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vode_ros.datasets import DatasetError, detect_layout, open_sequence
-from vode_ros.datasets import synth
+from vode_ros.datasets import DatasetError, detect_layout, open_sequence, synth
 from vode_ros.imaging import rgb_to_raw
 
 rosbag2 = pytest.importorskip("rosbags.rosbag2")
@@ -140,7 +139,7 @@ def test_bag_with_image_camera_info_and_tf(frames, tmp_path, storage):
     assert list(seq.stamps_ns) == [T0_NS + i * DT_NS for i in range(N)]
     assert seq.gt_source == "/tf world -> camera_optical_frame"
     got = list(seq)
-    for f, ref in zip(got, frames):
+    for f, ref in zip(got, frames, strict=True):
         assert np.array_equal(f.image, ref.image)
         assert np.allclose(f.gt_pose, ref.gt_pose, atol=1e-9)
         assert f.gt_depth is None

@@ -17,13 +17,26 @@ from vode_ros.config import load_config
 from vode_ros.datasets import synth
 from vode_ros.depth import DepthEstimator
 from vode_ros.errors import ConfigError
-from vode_ros.flow import (detect_features, select_correspondences, spread_sample, track_dis,
-                           track_lk, working_grey)
+from vode_ros.flow import (
+    detect_features,
+    select_correspondences,
+    spread_sample,
+    track_dis,
+    track_lk,
+    working_grey,
+)
 from vode_ros.hybrid import HybridPose
 from vode_ros.inference import OnnxModel
-from vode_ros.multiview import (essential_pose, fit_ground_plane, median_scale, pnp_pose,
-                                rotation_only, translation_given_rotation, triangulate,
-                                triangulate_multiview)
+from vode_ros.multiview import (
+    essential_pose,
+    fit_ground_plane,
+    median_scale,
+    pnp_pose,
+    rotation_only,
+    translation_given_rotation,
+    triangulate,
+    triangulate_multiview,
+)
 from vode_ros.odometry import LOST, TRACKING, VisualOdometry
 from vode_ros.pipeline import build_pose_backend
 from vode_ros.pose import FrameData, PoseBackend
@@ -91,7 +104,7 @@ def sim3_ate(est, gt):
 
 def rotation_errors_deg(est, gt):
     return np.array([np.degrees(Rotation.from_matrix(a[:3, :3].T @ b[:3, :3]).magnitude())
-                     for a, b in zip(est, gt)])
+                     for a, b in zip(est, gt, strict=True)])
 
 
 def path_length(P):
@@ -116,7 +129,7 @@ def test_features_are_spread_and_bounded(room):
     pts = detect_features(grey, 120, 8.0, grid=(8, 6))
     assert 100 <= len(pts) <= 120
     cells = set(zip((pts[:, 0] * 8 // grey.shape[1]).astype(int),
-                    (pts[:, 1] * 6 // grey.shape[0]).astype(int)))
+                    (pts[:, 1] * 6 // grey.shape[0]).astype(int), strict=True))
     assert len(cells) >= 40                                    # most of the 48 cells used
     d = np.linalg.norm(pts[:, None] - pts[None], axis=2) + np.eye(len(pts)) * 1e9
     assert d.min() >= 8.0 / 2                                  # about min_distance apart
@@ -158,7 +171,8 @@ def _scene_points(n=300, seed=0):
     return rng.uniform([-3, -2, 3], [3, 2, 12], (n, 3))
 
 
-def _pixels(X, K, T=np.eye(4)):
+def _pixels(X, K, T=None):
+    T = np.eye(4) if T is None else T
     Xc = X @ T[:3, :3].T + T[:3, 3]
     return np.stack([K[0, 0] * Xc[:, 0] / Xc[:, 2] + K[0, 2],
                      K[1, 1] * Xc[:, 1] / Xc[:, 2] + K[1, 2]], 1)
@@ -394,7 +408,8 @@ def test_backend_choice_is_validated():
 
 def test_process_reports_backends_and_fallbacks(models, room, tmp_path):
     """`vode process` counts the backends of every step, fallback reasons included."""
-    from vode_ros.offline import RunOptions, run as run_sequence
+    from vode_ros.offline import RunOptions
+    from vode_ros.offline import run as run_sequence
     seq = synth.generate_sequence(tmp_path / "seq", scene="room", trajectory="straight",
                                   n_frames=16, seed=1)
     for path in sorted((seq / "rgb").glob("*.png"))[6:8]:           # two dim frames

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-import math
 import shutil
 import sys
 import time
@@ -413,7 +412,7 @@ def _get_parameters(launched, names):
         assert client.wait_for_service(timeout_sec=10)
         future = client.call_async(GetParameters.Request(names=names))
         assert _wait(future.done, 10, launched.spin)
-        return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values)))
+        return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values), strict=True))
     finally:
         launched.probe.destroy_client(client)
 

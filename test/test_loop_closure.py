@@ -467,8 +467,8 @@ def test_load_refuses_what_is_not_a_map(tmp_path, vocabulary):
 def test_vode_eval_writes_both_trajectories(tmp_path):
     from vode_ros.config import load_config
     from vode_ros.evaluation.evaluate import EvalOptions
-    from vode_ros.offline import RunOptions, run
     from vode_ros.evaluation.trajectory import read_tum
+    from vode_ros.offline import RunOptions, run
 
     seq = generate_sequence(tmp_path / "seq", scene="room", trajectory="loop", n_frames=40,
                             width=160, height=120)

@@ -8,13 +8,20 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vode_ros.evaluation import metrics as M
-from vode_ros.evaluation.trajectory import (TrajectoryFileError, format_stamp, parse_stamp,
-                                            read_kitti, read_tum, write_kitti, write_tum)
+from vode_ros.evaluation.trajectory import (
+    TrajectoryFileError,
+    format_stamp,
+    parse_stamp,
+    read_kitti,
+    read_tum,
+    write_kitti,
+    write_tum,
+)
 
 
-def pose(R=np.eye(3), t=(0, 0, 0)):
+def pose(R=None, t=(0, 0, 0)):
     T = np.eye(4)
-    T[:3, :3] = R
+    T[:3, :3] = np.eye(3) if R is None else R
     T[:3, 3] = t
     return T
 

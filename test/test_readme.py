@@ -9,8 +9,14 @@ from __future__ import annotations
 import ast
 import re
 
-from test_docs import REPO, broken_links, code_snippets, command_problems, tracked_files, \
-    vode_commands
+from test_docs import (
+    REPO,
+    broken_links,
+    code_snippets,
+    command_problems,
+    tracked_files,
+    vode_commands,
+)
 from vode_ros.config import VodeConfig
 
 README = REPO / "README.md"

@@ -484,6 +484,7 @@ def test_options_overrides_and_their_errors():
 
 def test_model_options_name_every_model_config_key():
     import dataclasses as dc
+
     from vode_ros.learn.networks import make_config
     from vode_ros.learn.options import ModelOptions
     assert {f.name for f in dc.fields(ModelOptions)} == set(make_config())
@@ -567,8 +568,9 @@ def test_shipped_models_are_trained_and_beat_constant_depth():
     scenes = SHARED / "7scenes-redkitchen"
     if not scenes.is_dir():
         pytest.skip(f"{scenes} is absent (shared data): the accuracy smoke test needs it")
-    from vode_ros.datasets import open_sequence
     import cv2
+
+    from vode_ros.datasets import open_sequence
     rel, const_rel = [], []
     for f in open_sequence(scenes, "480:600:20"):
         if f.gt_depth is None:

@@ -10,7 +10,7 @@ rotation error (degrees) and translation-direction error (degrees) of
 
 against the ground truth's relative pose. Ground truth is read here only to score: nothing is
 fitted. This is the measurement behind the shipped depth model's last training stage (poses
-from geometry instead of the pose network; models/README.md):
+from geometry instead of the pose network; docs/training.md):
 
     vode process ../shared/data/7scenes-redkitchen --frames 0:480 --out out/vo7
     python tools/relative_pose_accuracy.py ../shared/data/7scenes-redkitchen --frames 0:480 \\
@@ -52,9 +52,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from vode_ros.datasets import open_sequence
+    from vode_ros.geometry import from_axis_angle_translation
     from vode_ros.inference import OnnxModel, to_tensor
     from vode_ros.learn.data import relative_pose, trajectory_at
-    from vode_ros.geometry import from_axis_angle_translation
 
     seq = open_sequence(args.input, args.frames)
     frames = list(seq)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -23,7 +23,8 @@ def _p(default, description: str, *, low=None, high=None, choices=None, node_onl
     meta = {"description": description, "low": low, "high": high, "choices": choices,
             "node_only": node_only}
     if isinstance(default, list):
-        return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
+        frozen = tuple(default)
+        return field(default_factory=lambda: list(frozen), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -421,9 +422,10 @@ def _split(name: str) -> tuple[str, str]:
     return section, key
 
 
-def _coerce(name: str, value: Any, current: Any, meta: dict) -> Any:
+def _coerce(name: str, value: Any, current: Any, meta: Mapping[str, Any]) -> Any:
     if isinstance(value, str) and not isinstance(current, str):
         value = yaml.safe_load(value)
+    out: Any
     try:
         if isinstance(current, bool):
             if not isinstance(value, bool):

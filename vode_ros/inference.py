@@ -287,7 +287,7 @@ class OnnxModel:
             raise ModelError(f"{source}: expected exactly one input, found {len(inputs)}")
         shape = inputs[0].shape
         want = [1, self.input_channels, self.spec.input_height, self.spec.input_width]
-        if len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape, want)):
+        if len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape, want, strict=True)):
             raise ModelError(f"{source}: input shape {shape} does not match the contract "
                              f"{want} (from vode.input_height/width)")
         if inputs[0].type != "tensor(float)":

@@ -16,8 +16,7 @@ from vode_ros.camera import Camera, Frame
 from vode_ros.config import VodeConfig
 from vode_ros.depth import DepthEstimator
 from vode_ros.errors import InputError, ModelOutputError
-from vode_ros.geometry import (adjoint, from_xyz_rpy, invert, is_finite_transform,
-                               rotation_angle_deg)
+from vode_ros.geometry import adjoint, from_xyz_rpy, invert, is_finite_transform, rotation_angle_deg
 from vode_ros.pose import FrameData, PoseBackend, PoseResult
 
 INITIALIZING, TRACKING, LOST = "INITIALIZING", "TRACKING", "LOST"

@@ -14,13 +14,29 @@ import numpy as np
 from vode_ros.camera import Camera
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.depth import sample_depth
-from vode_ros.flow import (detect_features, rotation_flow_guess, select_correspondences,
-                           track_dis, track_lk, working_grey)
+from vode_ros.flow import (
+    detect_features,
+    rotation_flow_guess,
+    select_correspondences,
+    track_dis,
+    track_lk,
+    working_grey,
+)
 from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
-from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
-                                median_scale, normalise, pnp_pose, project, rotation_parallax,
-                                translation_given_rotation, triangulate_multiview)
+from vode_ros.multiview import (
+    TwoView,
+    bearings,
+    essential_pose,
+    fit_ground_plane,
+    median_scale,
+    normalise,
+    pnp_pose,
+    project,
+    rotation_parallax,
+    translation_given_rotation,
+    triangulate_multiview,
+)
 from vode_ros.pose import FrameData, PoseResult
 
 CACHE_KEY = "vode.geometric"

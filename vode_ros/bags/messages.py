@@ -10,8 +10,18 @@ import numpy as np
 
 from vode_ros import message_fields as fields
 from vode_ros.bags.paths import BagError
-from vode_ros.bags.typestore import (CAMERA_INFO, CLOCK, COMPRESSED, DIAGNOSTICS, IMAGE, ODOMETRY,
-                                     PATH, POSE_STAMPED, TF, typestore)
+from vode_ros.bags.typestore import (
+    CAMERA_INFO,
+    CLOCK,
+    COMPRESSED,
+    DIAGNOSTICS,
+    IMAGE,
+    ODOMETRY,
+    PATH,
+    POSE_STAMPED,
+    TF,
+    typestore,
+)
 
 GEOMETRY = "geometry_msgs/msg/"
 

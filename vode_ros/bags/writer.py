@@ -25,8 +25,14 @@ def qos_profile(kind: str):
     """A rosbags ``Qos`` for the bag's metadata (what ``ros2 bag play`` re-offers):
     ``sensor`` (best effort, volatile, depth 5: SensorDataQoS), ``reliable`` (depth 100) or
     ``latched`` (reliable, transient local, depth 1: /tf_static)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
-                                    QosReliability, QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
     zero = QosTime(0, 0)
     rel, dur, depth = {
         "sensor": (QosReliability.BEST_EFFORT, QosDurability.VOLATILE, 5),

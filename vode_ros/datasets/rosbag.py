@@ -31,11 +31,26 @@ import numpy as np
 from vode_ros.bags.paths import bag_target
 from vode_ros.bags.reader import header_of
 from vode_ros.bags.tf import TfTree
-from vode_ros.bags.typestore import (CAMERA_INFO, COMPRESSED, IMAGE, ODOMETRY, POSE_STAMPED,
-                                     POSE_WITH_COVARIANCE_STAMPED, TF, typestore_for_distro)
+from vode_ros.bags.typestore import (
+    CAMERA_INFO,
+    COMPRESSED,
+    IMAGE,
+    ODOMETRY,
+    POSE_STAMPED,
+    POSE_WITH_COVARIANCE_STAMPED,
+    TF,
+    typestore_for_distro,
+)
 from vode_ros.datasets.base import (
-    DatasetError, INTRINSICS_FORMATS, Intrinsics, Sequence, camera_and_undistorter,
-    find_intrinsics_file, poses_at, read_intrinsics)
+    INTRINSICS_FORMATS,
+    DatasetError,
+    Intrinsics,
+    Sequence,
+    camera_and_undistorter,
+    find_intrinsics_file,
+    poses_at,
+    read_intrinsics,
+)
 from vode_ros.errors import InputError
 from vode_ros.message_fields import header_stamp_ns, pose_matrix
 

@@ -72,7 +72,7 @@ def tum_lines(stamps_ns, poses) -> list[str]:
     q = Rotation.from_matrix(P[:, :3, :3]).as_quat()          # x y z w
     q = np.where(q[:, 3:4] < 0, -q, q)                        # one sign convention: qw >= 0
     rows = []
-    for s, t, qq in zip(stamps, P[:, :3, 3], q):
+    for s, t, qq in zip(stamps, P[:, :3, 3], q, strict=True):
         rows.append(f"{format_stamp(int(s))} " + " ".join(f"{v:.9g}" for v in (*t, *qq)))
     return rows
 

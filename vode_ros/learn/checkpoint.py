@@ -113,10 +113,10 @@ def load_training_state(path, depth_net, pose_net, optimizer=None, scaler=None, 
         scaler.load_state_dict(ckpt["scaler"])
     if ema is not None:
         if ckpt.get("ema_state"):
-            for e, st in zip(ema, ckpt["ema_state"]):
+            for e, st in zip(ema, ckpt["ema_state"], strict=True):
                 e.load_state_dict(st)
         else:                      # averaging switched on at resume: start from the weights
-            for e, net in zip(ema, (depth_net, pose_net)):
+            for e, net in zip(ema, (depth_net, pose_net), strict=True):
                 e.module.load_state_dict(unwrap(net).state_dict())
     if ckpt.get("torch_rng") is not None:
         torch.set_rng_state(ckpt["torch_rng"])

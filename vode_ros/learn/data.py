@@ -425,7 +425,7 @@ class TripletDataset:
 
     def describe(self) -> str:
         parts = []
-        for k, (spec, seq) in enumerate(zip(self.specs, self.sequences)):
+        for k, (spec, seq) in enumerate(zip(self.specs, self.sequences, strict=True)):
             n = sum(1 for it in self.items if it[0] == k)
             stride = f"{spec.stride}" if not spec.max_stride else \
                 f"{spec.stride}-{spec.max_stride} by parallax"
@@ -493,7 +493,7 @@ class TripletDataset:
 
     def batch(self, indices, rngs=None) -> dict:
         samples = [self.sample(i, None if rngs is None else r)
-                   for i, r in zip(indices, rngs or [None] * len(indices))]
+                   for i, r in zip(indices, rngs or [None] * len(indices), strict=True)]
         out = {key: torch.stack([s[key] for s in samples]) for key in ("images", "aug", "K",
                                                                        "inv_K", "T_known")}
         out["has_pose"] = torch.tensor([s["has_pose"] for s in samples])

@@ -24,8 +24,13 @@ import torch
 from vode_ros.errors import VodeError
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.learn.checkpoint import trained_weights
-from vode_ros.learn.networks import (DepthExport, build_networks, check_config, count_parameters,
-                                     make_config)
+from vode_ros.learn.networks import (
+    DepthExport,
+    build_networks,
+    check_config,
+    count_parameters,
+    make_config,
+)
 
 OPSET = 17
 INIT_SEED = 0
@@ -206,7 +211,7 @@ def _sort_nodes(graph) -> None:
             raise ExportError("FP16 conversion produced a graph with a cycle or a missing input")
         pending = rest
     nodes = [type(n)() for n in ordered]
-    for copy, node in zip(nodes, ordered):
+    for copy, node in zip(nodes, ordered, strict=True):
         copy.CopyFrom(node)
     del graph.node[:]
     graph.node.extend(nodes)

@@ -246,7 +246,7 @@ class PoseNet(nn.Module):
         m = float(self.config["width_mult"])
         widths = [_width(c, m) for c in self.config["pose_widths"]]
         layers, cin = [], 6
-        for cout, n in zip(widths, self.config["pose_blocks"]):
+        for cout, n in zip(widths, self.config["pose_blocks"], strict=True):
             layers.append(ConvBNReLU(cin, cout, stride=2))
             layers += [ResidualBlock(cout, cout) for _ in range(n)]
             cin = cout

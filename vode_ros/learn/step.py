@@ -73,12 +73,12 @@ def warping_poses(pose_net, batch: dict, config: dict, train: LearningOptions,
     if bool(has.all()) and not hasattr(pose_net, "module") and distill <= 0:
         return known, None                                  # (DDP: every rank runs the net)
     net = predict_poses(pose_net, aug, config)
-    poses = [torch.where(has[:, None, None], k, n) for k, n in zip(known, net)]
+    poses = [torch.where(has[:, None, None], k, n) for k, n in zip(known, net, strict=True)]
     fit = None
     if distill > 0:
         # the target's scale is the depth's to learn (photometric), not the fit's
         fit = sum(losses.pose_fit(n[has].float(), k[has].detach().float()).mean()
-                  for n, k in zip(net, known)) / 2
+                  for n, k in zip(net, known, strict=True)) / 2
     return poses, fit
 
 
@@ -130,7 +130,7 @@ def generate_images_pred(disp: torch.Tensor, views: Views, config: dict) -> list
         disp = F.interpolate(disp, size=size, mode="bilinear", align_corners=False)
     depth = disparity_to_depth(disp, config["min_depth"], config["max_depth"])
     return [warping.warp(src, depth, T, views.K, views.inv_K)
-            for src, T in zip(views.sources, views.poses)]
+            for src, T in zip(views.sources, views.poses, strict=True)]
 
 
 def compute_losses(disp: torch.Tensor, views: Views, warped: list, target: torch.Tensor,

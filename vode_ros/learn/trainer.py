@@ -28,8 +28,15 @@ import torch
 
 from vode_ros.files import atomic_write
 from vode_ros.learn import heldout
-from vode_ros.learn.checkpoint import (checkpoint_state, load_training_state, read_checkpoint,
-                                       resume_path, save_checkpoint, trained_weights, unwrap)
+from vode_ros.learn.checkpoint import (
+    checkpoint_state,
+    load_training_state,
+    read_checkpoint,
+    resume_path,
+    save_checkpoint,
+    trained_weights,
+    unwrap,
+)
 from vode_ros.learn.data import TripletDataset, sample_rng, trajectory_warning
 from vode_ros.learn.networks import build_networks, count_parameters
 from vode_ros.learn.options import LearningOptions, TrainError, TrainOptions, load_options
@@ -254,7 +261,7 @@ class Trainer:
             return
         if self.pose_log_scale is not None:
             files: dict = {}           # each scale group's trajectory file
-            for sp, g in zip(self.train_set.specs, self.scale_groups):
+            for sp, g in zip(self.train_set.specs, self.scale_groups, strict=True):
                 if g >= 0:
                     files.setdefault(g, sp.poses)
             for path in files.values():
@@ -371,7 +378,7 @@ class Trainer:
         else:
             self.optimizer.step()
         if self.ema is not None:
-            for e, net in zip(self.ema, (self.depth_net, self.pose_net)):
+            for e, net in zip(self.ema, (self.depth_net, self.pose_net), strict=True):
                 e.update_parameters(unwrap(net))
 
     def _average_scale_gradients(self) -> None:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vode_ros.depth import sample_depth
-
 from vode_ros.geometry import rotation_angle_deg
 from vode_ros.loop_closure.features import Features
 

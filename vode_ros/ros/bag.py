@@ -34,9 +34,15 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from rclpy.clock import Clock as RclClock, ClockType
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.clock import Clock as RclClock
+from rclpy.clock import ClockType
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 
 from vode_ros.bags.paths import BagError, read_error
 from vode_ros.bags.reader import open_reader
@@ -305,8 +311,14 @@ def play_bag(bag, *, rate: float = 1.0, topics=None, loop: bool = False,
 # -- record --------------------------------------------------------------------------------------
 def _rosbags_qos(profile):
     """rclpy QoSProfile -> rosbags Qos (for the bag's metadata)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
-                                    QosReliability, QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
 
     def enum(cls, value, default):
         try:

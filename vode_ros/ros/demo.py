@@ -114,8 +114,8 @@ def camera_bag(path: Path, frames: str | None, cache: Path = CACHE) -> Path:
 # -- 2.-3. node, play, record --------------------------------------------------------------------
 def run_one(path: Path, out: Path, frames: str | None, rate_hz: float,
             extra_params: list[str], cache: Path = CACHE, domain_id: int | None = None) -> dict:
-    from vode_ros.datasets import open_sequence
     from vode_ros.bags.paths import BagError
+    from vode_ros.datasets import open_sequence
     from vode_ros.ros.bag import BagPlayer, BagRecorder
     from vode_ros.ros.spinning import spun_node
 
@@ -226,8 +226,8 @@ def _recorded(out_bag: Path) -> dict:
 
 def _summarise(seq, bag: Path, out: Path, out_bag: Path, play: dict, recorded: dict,
                returncode, log_path: Path) -> dict:
-    from vode_ros.config import VodeConfig
     from vode_ros.bags.reader import read_static_transform
+    from vode_ros.config import VodeConfig
     from vode_ros.evaluation.trajectory import write_tum
     from vode_ros.geometry import from_xyz_rpy
 

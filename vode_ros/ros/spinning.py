@@ -4,9 +4,8 @@ Used by ``vode bag`` (player and recorder), ``vode demo`` and the tests' graph p
 
 Why the order matters: rclpy does not support destroying a node, its executor's guard condition
 or its context while another thread is inside ``executor.spin()`` waiting on them (ros2/rclpy
-#255 and #663: segfaults; #968: a race in executor shutdown). This project's CI once hung with
-the GIL held in a test whose peer was torn down that way; the cause was not pinned. So the
-spin thread here runs ``spin_once`` in a loop and checks a stop flag between calls; ``close`` sets
+#255 and #663: segfaults; #968: a race in executor shutdown), and a process blocked there holds
+the GIL, so no Python-level timeout can end it. So the spin thread here runs ``spin_once`` in a loop and checks a stop flag between calls; ``close`` sets
 the flag, wakes the wait with a guard condition of the node's own (``Executor.wake`` does not end
 a ``spin_once``), waits for the thread to leave, and only then shuts the executor down, destroys
 the node and shuts the context down, all from the calling thread.

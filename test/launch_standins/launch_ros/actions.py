@@ -8,8 +8,10 @@ import tempfile
 
 import yaml
 from launch.actions import Action
-from launch.substitutions import (Substitution, normalize_to_list_of_substitutions,
-                                  perform_substitutions)
+from launch.substitutions import (
+    Substitution,
+    perform_substitutions,
+)
 
 # launch.actions.ExecuteProcess / ExecuteLocal keywords a Node passes on.
 EXECUTE_PROCESS_KWARGS = {

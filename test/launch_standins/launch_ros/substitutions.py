@@ -1,6 +1,10 @@
 """Stand-in for launch_ros.substitutions."""
-from launch.substitutions import (Substitution, SubstitutionFailure,
-                                  normalize_to_list_of_substitutions, perform_substitutions)
+from launch.substitutions import (
+    Substitution,
+    SubstitutionFailure,
+    normalize_to_list_of_substitutions,
+    perform_substitutions,
+)
 
 
 class FindPackageShare(Substitution):

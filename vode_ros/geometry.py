@@ -59,11 +59,6 @@ def rotation_angle_deg(T: np.ndarray) -> float:
     return float(np.degrees(rotation_angle_rad(T)))
 
 
-def log_se3_approx(T: np.ndarray) -> np.ndarray:
-    """(tx, ty, tz, rx, ry, rz): translation and rotation vector of a transform."""
-    return np.concatenate([T[:3, 3], Rotation.from_matrix(T[:3, :3]).as_rotvec()])
-
-
 def adjoint(T: np.ndarray) -> np.ndarray:
     """6x6 adjoint for (translation, rotation) ordered tangent vectors: maps a perturbation in
     the child frame of T to its parent frame."""

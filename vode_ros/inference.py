@@ -187,10 +187,6 @@ def _quiet_onnxruntime() -> ModuleType:
     return ort
 
 
-def available_providers() -> list[str]:
-    return _quiet_onnxruntime().get_available_providers()
-
-
 def _session_options(ort: ModuleType, intra_op_threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

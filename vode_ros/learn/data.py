@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from vode_ros.datasets import open_sequence
+from vode_ros.progress import progress_bar
 
 
 @dataclass
@@ -155,8 +156,8 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
     gh = max(16, int(round(cam.height * gw / cam.width)))
     frames = seq
     if progress:
-        from tqdm import tqdm
-        frames = tqdm(seq, desc=f"loading {spec.name or Path(spec.path).name}", leave=False)
+        frames = progress_bar(len(seq), f"loading {spec.name or Path(spec.path).name}",
+                              iterable=seq, leave=False)
     for f in frames:
         img = f.image
         if img.shape[0] != cam.height or img.shape[1] != cam.width:

@@ -32,10 +32,6 @@ except Exception:  # noqa: BLE001 - ImportError, or a broken binary build
     _BRIDGE = None
 
 
-def cv_bridge_available() -> bool:
-    return _BRIDGE is not None
-
-
 def stamp_to_ns(stamp: Time) -> int:
     return fields.stamp_to_ns(stamp)
 

@@ -182,13 +182,18 @@ def _run_args(p) -> None:
                    help="also write what vode_node would publish (odom, /tf, /tf_static, "
                    "depth/image + depth/camera_info every --save-depth frames, path, "
                    "/diagnostics) into a ROS 2 bag: OUT.mcap, OUT.db3 or a rosbag2 folder")
+    p.add_argument("--wheel-odom", default=None, metavar="FILE.tum",
+                   help="wheel odometry as a TUM trajectory (metres): the metric scale from the "
+                   "distance it travelled (sets pose.scale_source=wheel_odom; its heading is not "
+                   "used)")
     _config_args(p)
 
 
 def _run_options(args):
     from vode_ros.offline import RunOptions
     return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
-                      config_file=args.config, overrides=list(args.set), out_bag=args.out_bag)
+                      config_file=args.config, overrides=list(args.set), out_bag=args.out_bag,
+                      wheel_odom=args.wheel_odom)
 
 
 def _add_process(sub):

@@ -32,6 +32,7 @@ class RunOptions:
     config_file: str | None = None
     overrides: list = field(default_factory=list)
     out_bag: str | None = None           # also write the node's topics into this ROS 2 bag
+    wheel_odom: str | None = None        # wheel odometry (TUM file): pose.scale_source wheel_odom
 
 
 def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = None,
@@ -51,7 +52,11 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
     if evaluate is not None:
         from vode_ros.evaluation.evaluate import require_ground_truth
         require_ground_truth(seq, input_path)
+    if opts.wheel_odom:
+        cfg.pose.scale_source = "wheel_odom"
     vo = build_odometry(cfg)                       # ModelError before anything is written
+    if opts.wheel_odom:
+        feed_wheel_odometry(vo, opts.wheel_odom)
     truth = None
     if evaluate is not None:
         from vode_ros.evaluation.evaluate import GroundTruthSamples
@@ -86,6 +91,15 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
 
 
 # -- the steps -----------------------------------------------------------------------------------
+def feed_wheel_odometry(vo, path: str) -> int:
+    """Every sample of the wheel odometry file ``path`` (TUM) into ``vo``; returns how many."""
+    from vode_ros.scale.wheel import read_wheel_tum
+    samples = read_wheel_tum(path)
+    for stamp_ns, xyz in samples:
+        vo.add_wheel_odometry(stamp_ns, xyz)
+    return len(samples)
+
+
 def process_sequence(seq, vo, cfg: VodeConfig, opts: RunOptions, *, command: str = "process",
                      input_path=None, started: datetime | None = None,
                      writers: Iterable[FrameSink] = (), observers: Iterable[FrameSink] = (),

@@ -9,6 +9,7 @@ they are left out (a robust ratio), and where no step agrees the scale holds its
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,17 +23,19 @@ SOURCE = "wheel_odom"
 class WheelPath:
     """Cumulative travelled distance of the wheel odometry, by stamp (samples in time order)."""
 
-    def __init__(self, max_samples: int = 100000):
+    def __init__(self, max_samples: int = 20000):
         self.stamps_ns: deque[int] = deque(maxlen=max_samples)
         self.distance_m: deque[float] = deque(maxlen=max_samples)
         self._last_xyz: np.ndarray | None = None
+        self._lock = threading.Lock()        # samples arrive on another thread than frames
 
     def __len__(self) -> int:
         return len(self.stamps_ns)
 
     @property
     def last_stamp_ns(self) -> int | None:
-        return self.stamps_ns[-1] if self.stamps_ns else None
+        with self._lock:
+            return self.stamps_ns[-1] if self.stamps_ns else None
 
     def add(self, stamp_ns: int, xyz) -> bool:
         """One wheel odometry position (metres, any fixed frame); a sample not after the last is
@@ -40,30 +43,33 @@ class WheelPath:
         p = np.asarray(xyz, float).reshape(3)
         if not np.all(np.isfinite(p)):
             return False
-        if self.stamps_ns and stamp_ns <= self.stamps_ns[-1]:
-            return False
-        step = 0.0 if self._last_xyz is None else float(np.linalg.norm(p - self._last_xyz))
-        self.stamps_ns.append(int(stamp_ns))
-        self.distance_m.append((self.distance_m[-1] if self.distance_m else 0.0) + step)
-        self._last_xyz = p
+        with self._lock:
+            if self.stamps_ns and stamp_ns <= self.stamps_ns[-1]:
+                return False
+            step = 0.0 if self._last_xyz is None else float(np.linalg.norm(p - self._last_xyz))
+            self.stamps_ns.append(int(stamp_ns))
+            self.distance_m.append((self.distance_m[-1] if self.distance_m else 0.0) + step)
+            self._last_xyz = p
         return True
 
     def distance_at(self, stamp_ns: int) -> float | None:
         """Travelled distance at ``stamp_ns``, linearly interpolated; None outside the samples."""
-        s = self.stamps_ns
-        if not s or stamp_ns < s[0] or stamp_ns > s[-1]:
-            return None
-        i = bisect.bisect_left(s, stamp_ns)
-        if s[i] == stamp_ns:
-            return self.distance_m[i]
-        t0, t1 = s[i - 1], s[i]
-        d0, d1 = self.distance_m[i - 1], self.distance_m[i]
+        with self._lock:
+            s = self.stamps_ns
+            if not s or stamp_ns < s[0] or stamp_ns > s[-1]:
+                return None
+            i = bisect.bisect_left(s, stamp_ns)
+            if s[i] == stamp_ns:
+                return self.distance_m[i]
+            t0, t1 = s[i - 1], s[i]
+            d0, d1 = self.distance_m[i - 1], self.distance_m[i]
         return d0 + (d1 - d0) * (stamp_ns - t0) / (t1 - t0)
 
     def clear(self) -> None:
-        self.stamps_ns.clear()
-        self.distance_m.clear()
-        self._last_xyz = None
+        with self._lock:
+            self.stamps_ns.clear()
+            self.distance_m.clear()
+            self._last_xyz = None
 
 
 @dataclass
@@ -98,8 +104,9 @@ class WheelScale:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the odometry's path and the scale (the wheel path is kept: it is a separate
-        stream)."""
+        """Forget the odometry's path, the wheel path and the scale (a replayed recording starts
+        both streams again)."""
+        self.path.clear()
         self.segments: deque[_Segment] = deque(maxlen=self.window)
         self.pending: deque[_Segment] = deque(maxlen=10 * self.window)
         self.position = np.zeros(3)          # the odometry's position, its own unit
@@ -115,10 +122,18 @@ class WheelScale:
         """The odometry made ``step`` (4x4, translation in its own unit) from ``t0_ns`` to
         ``t1_ns``: record it and return the metres per unit to apply to it (1.0 before the
         wheels gave any distance)."""
-        if self.anchor is None:
-            self.anchor = (int(t0_ns), self.position.copy())
+        moved = float(np.linalg.norm(step[:3, 3])) > self.min_units
+        if self.anchor is None or not moved:
+            # a step without translation (static, rotation only, no map yet) measured no
+            # distance: the wheels' distance over it must not count, a segment starts after it
+            self.anchor, self.steps_since_anchor = (int(t1_ns if not moved else t0_ns),
+                                                    self.position.copy()), 0
         self.position = self.position + self.rotation @ step[:3, 3]
         self.rotation = self.rotation @ step[:3, :3]
+        if not moved:
+            self._resolve()
+            self._estimate(t1_ns)
+            return self.status.m_per_unit
         self.steps_since_anchor += 1
         if t1_ns - self.anchor[0] >= self.segment_ns:
             units = float(np.linalg.norm(self.position - self.anchor[1]))

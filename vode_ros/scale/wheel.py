@@ -122,18 +122,10 @@ class WheelScale:
         """The odometry made ``step`` (4x4, translation in its own unit) from ``t0_ns`` to
         ``t1_ns``: record it and return the metres per unit to apply to it (1.0 before the
         wheels gave any distance)."""
-        moved = float(np.linalg.norm(step[:3, 3])) > self.min_units
-        if self.anchor is None or not moved:
-            # a step without translation (static, rotation only, no map yet) measured no
-            # distance: the wheels' distance over it must not count, a segment starts after it
-            self.anchor, self.steps_since_anchor = (int(t1_ns if not moved else t0_ns),
-                                                    self.position.copy()), 0
+        if self.anchor is None:
+            self.anchor = (int(t0_ns), self.position.copy())
         self.position = self.position + self.rotation @ step[:3, 3]
         self.rotation = self.rotation @ step[:3, :3]
-        if not moved:
-            self._resolve()
-            self._estimate(t1_ns)
-            return self.status.m_per_unit
         self.steps_since_anchor += 1
         if t1_ns - self.anchor[0] >= self.segment_ns:
             units = float(np.linalg.norm(self.position - self.anchor[1]))

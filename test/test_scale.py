@@ -136,7 +136,7 @@ def test_dense_road_alignment_finds_the_camera_height():
 
 def test_ground_filter_is_a_median_and_holds_without_reliable_measurements():
     g = gm.GroundScale(1.5, OPTICAL, window=5)
-    f = [g._filter(np.log(x), 1.0, i) for i, x in enumerate([1.0, 1.0, 1.3, 1.0, 1.0])]
+    f = [g._filter([(np.log(x), 1.0)], i) for i, x in enumerate([1.0, 1.0, 1.3, 1.0, 1.0])]
     assert f[2] == pytest.approx(1.0)                      # one outlier does not move it
     assert g.status.updates == 5 and g.status.last_update_ns == 4
     assert gm.weighted_median(np.array([0.0, 1.0]), np.ones(2)) == pytest.approx(0.5)

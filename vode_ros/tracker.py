@@ -485,17 +485,16 @@ class GeometricPose:
         return (target or 1.0) / float(np.median(z)), "median depth"
 
     def _ground_rescale(self, vc: _View, T_w_cur: np.ndarray, stamp_ns: int) -> np.ndarray:
-        """Scale source 'ground': measure the camera height over the road between the previous
-        keyframe and this one (``vode_ros.scale.ground``) and rescale the map and the window by
-        the filtered correction: the first time about the previous keyframe (the step that
-        measured it comes out in metres), later about the current camera (the pose does not
-        jump). Returns the (rescaled) current pose."""
+        """Scale source 'ground': measure the camera height over the road between the last
+        keyframes and this one (``vode_ros.scale.ground``) and rescale the map and the window by
+        the filtered correction about the point it names (the first time the previous keyframe:
+        the step that measured it comes out in metres; later the current camera: the pose does
+        not jump). Returns the (rescaled) current pose."""
         first = self.ground.status.updates == 0
-        f = self.ground.keyframe(vc.grey, vc.camera.K, T_w_cur, stamp_ns,
-                                 guess=self._sparse_ground_height(T_w_cur) if first else None)
+        f, c = self.ground.keyframe(vc.grey, vc.camera.K, T_w_cur, stamp_ns,
+                                    guess=self._sparse_ground_height(T_w_cur) if first else None)
         if f == 1.0:
             return T_w_cur
-        c = (self.kf.world if first else T_w_cur)[:3, 3].copy()
         self.tracks.Xw = c + f * (self.tracks.Xw - c)
         for T in self.win:
             T[:3, 3] = c + f * (T[:3, 3] - c)
@@ -503,7 +502,6 @@ class GeometricPose:
             self.map_median_depth *= f
         T_w_cur = T_w_cur.copy()
         T_w_cur[:3, 3] = c + f * (T_w_cur[:3, 3] - c)
-        self.ground.restart(vc.grey, vc.camera.K, T_w_cur)   # the next one measures from here
         return T_w_cur
 
     def _sparse_ground_height(self, T_w_cur: np.ndarray) -> float | None:

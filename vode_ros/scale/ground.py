@@ -72,94 +72,105 @@ def road_pixels(K: np.ndarray, size: tuple[int, int], down: np.ndarray,
 
 
 def _tilted(normal: np.ndarray, pitch: float, roll: float) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-    n = Rotation.from_euler("xz", [pitch, roll]).apply(normal)
+    """``normal`` turned by ``pitch`` about the camera's x axis, then ``roll`` about its z."""
+    cp, sp, cr, sr = np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    Rx = np.array([[1.0, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1.0]])
+    n = Rz @ (Rx @ normal)
     return n / np.linalg.norm(n)
 
 
 class RoadAlignment:
-    """The photometric cost of a road plane between two keyframes' grey images."""
+    """The photometric cost of road planes between two keyframes' grey images."""
 
     def __init__(self, grey0: np.ndarray, grey1: np.ndarray, K: np.ndarray,
                  T_1_0: np.ndarray, px0: np.ndarray):
-        self.g0 = grey0.astype(np.float32)
         self.g1 = grey1.astype(np.float32)
         self.K, self.Ki = K, np.linalg.inv(K)
         self.R, self.t = T_1_0[:3, :3], T_1_0[:3, 3]
-        self.px0 = px0
         self.x0 = np.c_[px0, np.ones(len(px0))]
-        self.ref = cv2.remap(self.g0, px0[:, :1].astype(np.float32).T,
-                             px0[:, 1:].astype(np.float32).T, cv2.INTER_NEAREST)[0]
+        g0 = grey0.astype(np.float32)
+        q = px0.astype(np.float32)
+        self.ref = cv2.remap(g0, q[None, :, 0], q[None, :, 1], cv2.INTER_NEAREST)[0]
 
-    def warp(self, d: float, n: np.ndarray) -> np.ndarray:
-        """Pixels in image 1 of the road pixels of image 0 for the plane (n, d)."""
-        H = self.K @ (self.R + np.outer(self.t, n) / d) @ self.Ki
-        p = self.x0 @ H.T
+    def warp(self, d, n) -> np.ndarray:
+        """Pixels (M, N, 2) in image 1 of the road pixels of image 0 for the planes at heights
+        ``d`` (M,) with normals ``n`` (M, 3)."""
+        d, n = np.atleast_1d(np.asarray(d, float)), np.atleast_2d(n)
+        H = self.K @ (self.R[None] + self.t[None, :, None] * (n / d[:, None])[:, None, :]) \
+            @ self.Ki
+        p = self.x0[None] @ H.transpose(0, 2, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return p[:, :2] / p[:, 2:3]
+            return p[..., :2] / p[..., 2:3]
 
-    def cost(self, d: float, n: np.ndarray) -> tuple[float, int]:
-        """Mean truncated absolute grey-level difference (the mean difference removed) and the
-        number of pixels that land inside image 1."""
-        p = self.warp(d, n)
+    def costs(self, d, n) -> np.ndarray:
+        """Mean truncated absolute grey-level difference (the mean difference removed) of each
+        plane, inf where fewer than ``MIN_PIXELS`` land inside image 1."""
+        p = self.warp(d, n).astype(np.float32)
         h, w = self.g1.shape[:2]
-        inside = np.isfinite(p).all(1) & (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & \
-            (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
-        if inside.sum() < MIN_PIXELS:
-            return float("inf"), int(inside.sum())
-        q = p[inside].astype(np.float32)
-        val = cv2.remap(self.g1, q[:, :1].T, q[:, 1:].T, cv2.INTER_LINEAR)[0]
-        r = val - self.ref[inside]
-        r = np.abs(r - np.median(r))
-        return float(np.minimum(r, TRUNCATE).mean()), int(inside.sum())
+        inside = np.isfinite(p).all(2) & (p[..., 0] >= 0) & (p[..., 0] <= w - 1) & \
+            (p[..., 1] >= 0) & (p[..., 1] <= h - 1)
+        p[~inside] = 0
+        val = cv2.remap(self.g1, p[..., 0], p[..., 1], cv2.INTER_LINEAR)
+        r = np.where(inside, val - self.ref[None], 0.0)
+        count = inside.sum(1)
+        r = np.abs(r - (r.sum(1) / np.maximum(count, 1))[:, None])
+        c = np.where(inside, np.minimum(r, TRUNCATE), 0.0).sum(1) / np.maximum(count, 1)
+        return np.where(count >= MIN_PIXELS, c, np.inf)
 
     def sensitivity_px(self, d: float, n: np.ndarray) -> float:
         """Median image distance between the warps of heights d and 1.25 d."""
-        a, b = self.warp(d, n), self.warp(1.25 * d, n)
+        a, b = self.warp([d, 1.25 * d], np.stack([n, n]))
         e = np.linalg.norm(a - b, axis=1)
         return float(np.nanmedian(e)) if np.isfinite(e).any() else 0.0
 
 
 def measure_height(align: RoadAlignment, down: np.ndarray, guess: float,
-                   tilt: tuple[float, float] = (0.0, 0.0), spread: float = 3.0
+                   prior: tuple[float, float] | None = None, spread: float = 3.0
                    ) -> GroundMeasurement | None:
     """The camera height (odometry unit) and road tilt (pitch, roll from ``down``, radians)
-    whose road warp matches best: a coarse search over a factor ``spread`` either side of
-    ``guess``
-    at ``tilt``, then height and tilt together (Nelder-Mead; the tilt within
-    ``MAX_TILT_DEG``: height and pitch trade off, so both are fitted). None where the road does
-    not constrain the height."""
-    from scipy.optimize import minimize
-    n_start = _tilted(down, *tilt)
-    if align.sensitivity_px(guess, n_start) < MIN_SENSITIVITY_PX:
+    whose road warp matches best: heights over a factor ``spread`` either side of ``guess`` at
+    the ``prior`` tilt (the recent measurements'), then height and pitch together, roll, and
+    both again finely (height and pitch trade off, so both are fitted; the tilt stays within
+    ``MAX_TILT_DEG``). None where the road does not constrain the height."""
+    tilt = (0.0, 0.0) if prior is None else prior
+    n0 = _tilted(down, *tilt)
+    if align.sensitivity_px(guess, n0) < MIN_SENSITIVITY_PX:
         return None
-    n_coarse = int(np.ceil(np.log(spread) / 0.1)) * 2 + 1        # steps of ~10 %
-    heights = guess * np.exp(np.linspace(-np.log(spread), np.log(spread), n_coarse))
-    costs = np.array([align.cost(d, n_start)[0] for d in heights])
+    half = np.log(spread)
+    heights = guess * np.exp(np.linspace(-half, half, int(np.ceil(half / 0.1)) * 2 + 1))
+    costs = align.costs(heights, np.repeat(n0[None], len(heights), 0))
     k = int(np.argmin(costs))
     if not np.isfinite(costs[k]) or k in (0, len(heights) - 1):
         return None
+    d, (pitch, roll) = float(heights[k]), tilt
     limit = np.radians(MAX_TILT_DEG)
-
-    def objective(x):
-        if abs(x[1]) > limit or abs(x[2]) > limit:
-            return 1e9
-        c = align.cost(float(np.exp(x[0])), _tilted(down, x[1], x[2]))[0]
-        return c if np.isfinite(c) else 1e9
-
-    x0 = np.array([np.log(heights[k]), *tilt])
-    simplex = x0 + np.vstack([np.zeros(3), np.diag([0.1, np.radians(0.5), np.radians(0.5)])])
-    res = minimize(objective, x0, method="Nelder-Mead",
-                   options={"initial_simplex": simplex, "xatol": 2e-3, "fatol": 1e-3,
-                            "maxfev": 60})
-    d, n = float(np.exp(res.x[0])), _tilted(down, res.x[1], res.x[2])
-    c0, pixels = align.cost(d, n)
-    away = 0.5 * (align.cost(d / 1.25, n)[0] + align.cost(d * 1.25, n)[0])
-    if not (np.isfinite(c0) and np.isfinite(away)) or c0 <= 0 or c0 >= 1e9:
+    # the tilt is searched over the whole range without a prior, near the prior with one
+    reach = limit if prior is None else np.radians(1.5)
+    coarse = np.radians(0.5) * np.arange(-int(round(reach / np.radians(0.5))),
+                                         int(round(reach / np.radians(0.5))) + 1)
+    fine = np.radians(0.25) * np.arange(-2, 3)
+    for d_rel, pitches, rolls in (
+            (np.exp(np.linspace(-0.1, 0.1, 9)), pitch + coarse, [None]),
+            (np.ones(1), [None], roll + coarse),
+            (np.exp(np.linspace(-0.03, 0.03, 7)), pitch + fine, [None]),
+            (np.ones(1), [None], roll + fine)):
+        grid = [(d * x, pitch if a is None else a, roll if b is None else b)
+                for x in d_rel for a in (pitches if pitches[0] is not None else [None])
+                for b in (rolls if rolls[0] is not None else [None])]
+        grid = [g for g in grid if abs(g[1]) <= limit and abs(g[2]) <= limit]
+        c = align.costs(np.array([g[0] for g in grid]),
+                        np.stack([_tilted(down, g[1], g[2]) for g in grid]))
+        d, pitch, roll = grid[int(np.argmin(c))]
+    n = _tilted(down, pitch, roll)
+    c0, away_lo, away_hi = align.costs(np.array([d, d / 1.25, d * 1.25]), np.stack([n, n, n]))
+    away = 0.5 * (away_lo + away_hi)
+    if not (np.isfinite(c0) and np.isfinite(away)) or c0 <= 0:
         return None
     # a 25 % height error must cost at least 10 % more for full confidence
     confidence = float(np.clip((away - c0) / c0 / 0.1, 0.0, 1.0))
-    return GroundMeasurement(d, n, confidence, pixels, (float(res.x[1]), float(res.x[2])))
+    return GroundMeasurement(float(d), n, confidence, int(len(align.x0)),
+                             (float(pitch), float(roll)))
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -185,51 +196,66 @@ class GroundScale:
         self.reset()
 
     def reset(self) -> None:
-        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # grey, K, T_w_cam
+        # the last keyframe (grey, K, T_w_cam): the next one is measured against it (measuring
+        # against the one before as well doubles the time and did not help on KITTI 01)
+        self.history: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=1)
         self.logs: deque[tuple[float, float]] = deque(maxlen=self.window)    # (log ratio, conf)
         self.tilts: deque[tuple[float, float]] = deque(maxlen=self.window)   # of the mount
         self.status = ScaleStatus(SOURCE)
         self.last_measurement: GroundMeasurement | None = None
 
     def keyframe(self, grey: np.ndarray, K: np.ndarray, T_w_cam: np.ndarray, stamp_ns: int,
-                 guess: float | None = None) -> float:
+                 guess: float | None = None) -> tuple[float, np.ndarray]:
         """A new keyframe (its grey working image, intrinsics and pose in the tracker's world):
-        measure the height against the previous keyframe and return the map's rescale factor.
+        measure the height against the previous keyframes and return the map's rescale factor
+        (1.0: hold) and the point to rescale about (the previous keyframe the first time: the
+        step that measured it comes out in metres; later the camera: the pose does not jump).
         ``guess``: the height in the map's unit where no measurement was made yet."""
-        prev, self.last = self.last, (grey, K.copy(), T_w_cam.copy())
-        if prev is None or prev[0].shape != grey.shape or not np.allclose(prev[1], K):
-            return 1.0
-        if self.status.updates == 0 and not (guess and guess > 0):
-            return 1.0
-        est = self.height_m if self.status.updates else guess
-        T_1_0 = np.linalg.inv(T_w_cam) @ prev[2]
+        first = self.status.updates == 0
+        centre = T_w_cam[:3, 3].copy()
+        earlier = [h for h in self.history if h[0].shape == grey.shape and np.allclose(h[1], K)]
+        self.history.append((grey, K.copy(), T_w_cam.copy()))
+        if not earlier or (first and not (guess and guess > 0)):
+            return 1.0, centre
+        if first:
+            earlier, centre = earlier[-1:], earlier[-1][2][:3, 3].copy()
         px = road_pixels(K, (grey.shape[1], grey.shape[0]), self.down, self.forward)
         if len(px) < MIN_PIXELS:
-            return 1.0
-        # the first search is wide (the map's unit is arbitrary), later ones around metres
-        m = measure_height(RoadAlignment(prev[0], grey, K, T_1_0, px), self.down, est,
-                           self.tilt(), spread=1.5 if self.status.updates else 3.0)
-        self.last_measurement = m
-        if m is not None and m.confidence >= self.min_confidence:
-            self.tilts.append(m.tilt)
-        if m is None or m.confidence < self.min_confidence:
-            self.status.confidence *= 0.5 if self.status.updates else 1.0
-            return 1.0
-        return self._filter(float(np.log(self.height_m / m.height)), m.confidence, stamp_ns)
+            return 1.0, centre
+        found = []
+        for g0, _, T0 in earlier:
+            # the first search is wide (the map's unit is arbitrary), later ones around metres
+            m = measure_height(RoadAlignment(g0, grey, K, np.linalg.inv(T_w_cam) @ T0, px),
+                               self.down, self.height_m if not first else guess, self.tilt(),
+                               spread=3.0 if first else 1.5)
+            self.last_measurement = m
+            if m is not None and m.confidence >= self.min_confidence:
+                self.tilts.append(m.tilt)
+                found.append(m)
+        if not found:
+            self.status.confidence *= 1.0 if first else 0.5
+            return 1.0, centre
+        f = self._filter([(float(np.log(self.height_m / m.height)), m.confidence) for m in found],
+                         stamp_ns)
+        self.history = deque(((g, k, _rescaled(T, centre, f)) for g, k, T in self.history),
+                             maxlen=self.history.maxlen)
+        return f, centre
 
-    def tilt(self) -> tuple[float, float]:
+    def tilt(self) -> tuple[float, float] | None:
         """The camera's tilt over the road (pitch, roll from the configured down axis): the
         median of the recent measurements (a mount is fixed; the road's tilt under the vehicle
-        changes slowly)."""
+        changes slowly); None before the first."""
         if not self.tilts:
-            return (0.0, 0.0)
+            return None
         t = np.array(self.tilts)
         return (float(np.median(t[:, 0])), float(np.median(t[:, 1])))
 
-    def _filter(self, log_ratio: float, confidence: float, stamp_ns: int) -> float:
+    def _filter(self, measured: list[tuple[float, float]], stamp_ns: int) -> float:
         """The robust temporal filter: the confidence-weighted median of the recent
-        measurements (each in the map's current unit) is the correction applied."""
-        self.logs.append((log_ratio, confidence))
+        measurements ((log ratio, confidence), each in the map's current unit) is the
+        correction applied."""
+        self.logs.extend(measured)
+        confidence = max(c for _, c in measured)
         corr = weighted_median(np.array([a for a, _ in self.logs]),
                                np.array([c for _, c in self.logs]))
         self.logs = deque(((a - corr, c) for a, c in self.logs), maxlen=self.window)
@@ -239,4 +265,11 @@ class GroundScale:
 
     def restart(self, grey: np.ndarray, K: np.ndarray, T_w_cam: np.ndarray) -> None:
         """The tracker restarted at this frame: the next keyframe is measured against it."""
-        self.last = (grey, K.copy(), T_w_cam.copy())
+        self.history.clear()
+        self.history.append((grey, K.copy(), T_w_cam.copy()))
+
+
+def _rescaled(T: np.ndarray, centre: np.ndarray, f: float) -> np.ndarray:
+    out = T.copy()
+    out[:3, 3] = centre + f * (T[:3, 3] - centre)
+    return out

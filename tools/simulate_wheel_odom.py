@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
              f"length x (1 + N(0, {args.sigma})), seed {args.seed}; the orientation is unused"]
     lines += [f"{t * 1e-9:.9f} {x:.6f} {y:.6f} {z:.6f} 0 0 0 1" for t, (x, y, z) in
               zip(stamps, wheel, strict=True)]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, "\n".join(lines) + "\n")
     d_true = float(np.sum(np.linalg.norm(np.diff(np.asarray(xyz), axis=0), axis=1)))
     d_wheel = float(np.sum(np.linalg.norm(np.diff(wheel, axis=0), axis=1)))

@@ -232,3 +232,25 @@ def test_default_configuration_reports_no_measured_scale(models, street):
     est = [vo.process(Frame(stamp(i), im, CAM)) for i, im in enumerate(images[:3])][-1]
     assert est.scale == "relative" and est.scale_status is None and est.scale_m_per_unit == 1.0
     assert not vo.add_wheel_odometry(stamp(0), (0, 0, 0))
+
+
+def test_offline_wheel_odometry_from_a_tum_file_or_a_bag_topic(models, tmp_path):
+    from test_datasets_rosbag import write_bag
+    from vode_ros.datasets import open_sequence
+    from vode_ros.errors import VodeError
+    from vode_ros.offline.runner import feed_wheel_odometry
+    src = synth.generate_sequence(tmp_path / "s", scene="room", trajectory="straight",
+                                  n_frames=6, width=96, height=72, seed=2)
+    frames = list(open_sequence(src))
+    bag = tmp_path / "b.mcap"
+    write_bag(bag, frames, gt="odom")
+    vo = make_vo(models, ["pose.scale_source=wheel_odom"])
+    assert feed_wheel_odometry(vo, "/ground_truth/odom", bag) == len(frames)
+    assert len(vo.metric_scale.path) == len(frames)
+    tum = tmp_path / "w.tum"
+    tum.write_text("".join(f"{f.stamp_ns * 1e-9:.9f} {i} 0 0 0 0 0 1\n"
+                           for i, f in enumerate(frames)))
+    vo = make_vo(models, ["pose.scale_source=wheel_odom"])
+    assert feed_wheel_odometry(vo, str(tum), bag) == len(frames)
+    with pytest.raises(VodeError, match="--wheel-odom /nothing"):
+        feed_wheel_odometry(vo, "/nothing", bag)

@@ -182,10 +182,10 @@ def _run_args(p) -> None:
                    help="also write what vode_node would publish (odom, /tf, /tf_static, "
                    "depth/image + depth/camera_info every --save-depth frames, path, "
                    "/diagnostics) into a ROS 2 bag: OUT.mcap, OUT.db3 or a rosbag2 folder")
-    p.add_argument("--wheel-odom", default=None, metavar="FILE.tum",
-                   help="wheel odometry as a TUM trajectory (metres): the metric scale from the "
-                   "distance it travelled (sets pose.scale_source=wheel_odom; its heading is not "
-                   "used)")
+    p.add_argument("--wheel-odom", default=None, metavar="FILE.tum|TOPIC",
+                   help="wheel odometry, a TUM trajectory in metres (or, for a bag INPUT, its "
+                   "nav_msgs/Odometry topic): the metric scale from the distance it travelled "
+                   "(sets pose.scale_source=wheel_odom; its heading is not used)")
     _config_args(p)
 
 
@@ -246,6 +246,7 @@ def _run_eval(args):
     m = info["metrics"]
     keys = ("ate_rmse_m", "scale_ratio", "t_err_pct", "r_err_deg_per_100m", "fps")
     summary = {k: m.get(k) for k in keys}
+    summary.update({k: m[k] for k in ("ate_rmse_m_sim3", "path_length_ratio") if k in m})
     summary["rpe_trans_m"] = m.get("rpe_trans_m")
     summary["rpe_rot_deg"] = m.get("rpe_rot_deg")
     if m.get("depth", {}).get("n_images"):

@@ -124,6 +124,8 @@ class VisualOdometry:
         if ok:
             if step is not None:
                 step, m_per_unit = self._metric_step(step, frame.stamp_ns)
+                if self.metric_scale is not None:       # the translation sigmas in metres too
+                    q = _scale_translation(q, m_per_unit)
                 base_step = self.base_to_camera @ step @ self.camera_to_base
                 self.pose = self.pose @ base_step
                 self.pose_covariance = self.pose_covariance + _propagate(self.pose, q)
@@ -205,6 +207,12 @@ def _propagate(pose: np.ndarray, step_cov: np.ndarray) -> np.ndarray:
     frame (first-order, left perturbation)."""
     A = adjoint(pose)
     return A @ step_cov @ A.T
+
+
+def _scale_translation(cov: np.ndarray, f: float) -> np.ndarray:
+    """A 6x6 (x y z rx ry rz) covariance with its translation scaled by ``f``."""
+    d = np.r_[np.full(3, f), np.ones(3)]
+    return cov * np.outer(d, d)
 
 
 def _twist(step: np.ndarray, dt: float) -> np.ndarray:

@@ -198,7 +198,7 @@ class GroundScale:
     def reset(self) -> None:
         # the last keyframe (grey, K, T_w_cam): the next one is measured against it (measuring
         # against the one before as well doubles the time and did not help on KITTI 01)
-        self.history: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=1)
+        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.logs: deque[tuple[float, float]] = deque(maxlen=self.window)    # (log ratio, conf)
         self.tilts: deque[tuple[float, float]] = deque(maxlen=self.window)   # of the mount
         self.status = ScaleStatus(SOURCE)
@@ -207,38 +207,29 @@ class GroundScale:
     def keyframe(self, grey: np.ndarray, K: np.ndarray, T_w_cam: np.ndarray, stamp_ns: int,
                  guess: float | None = None) -> tuple[float, np.ndarray]:
         """A new keyframe (its grey working image, intrinsics and pose in the tracker's world):
-        measure the height against the previous keyframes and return the map's rescale factor
+        measure the height against the previous keyframe and return the map's rescale factor
         (1.0: hold) and the point to rescale about (the previous keyframe the first time: the
         step that measured it comes out in metres; later the camera: the pose does not jump).
         ``guess``: the height in the map's unit where no measurement was made yet."""
         first = self.status.updates == 0
-        centre = T_w_cam[:3, 3].copy()
-        earlier = [h for h in self.history if h[0].shape == grey.shape and np.allclose(h[1], K)]
-        self.history.append((grey, K.copy(), T_w_cam.copy()))
-        if not earlier or (first and not (guess and guess > 0)):
-            return 1.0, centre
-        if first:
-            earlier, centre = earlier[-1:], earlier[-1][2][:3, 3].copy()
+        prev, self.last = self.last, (grey, K.copy(), T_w_cam.copy())
+        if prev is None or prev[0].shape != grey.shape or not np.allclose(prev[1], K):
+            return 1.0, T_w_cam[:3, 3].copy()
+        centre = (prev[2] if first else T_w_cam)[:3, 3].copy()
+        start = guess if first else self.height_m
         px = road_pixels(K, (grey.shape[1], grey.shape[0]), self.down, self.forward)
-        if len(px) < MIN_PIXELS:
+        if start is None or start <= 0 or len(px) < MIN_PIXELS:
             return 1.0, centre
-        found = []
-        for g0, _, T0 in earlier:
-            # the first search is wide (the map's unit is arbitrary), later ones around metres
-            m = measure_height(RoadAlignment(g0, grey, K, np.linalg.inv(T_w_cam) @ T0, px),
-                               self.down, self.height_m if not first else guess, self.tilt(),
-                               spread=3.0 if first else 1.5)
-            self.last_measurement = m
-            if m is not None and m.confidence >= self.min_confidence:
-                self.tilts.append(m.tilt)
-                found.append(m)
-        if not found:
+        # the first search is wide (the map's unit is arbitrary), later ones around metres
+        m = measure_height(RoadAlignment(prev[0], grey, K, np.linalg.inv(T_w_cam) @ prev[2], px),
+                           self.down, start, self.tilt(), spread=3.0 if first else 1.5)
+        self.last_measurement = m
+        if m is None or m.confidence < self.min_confidence:
             self.status.confidence *= 1.0 if first else 0.5
             return 1.0, centre
-        f = self._filter([(float(np.log(self.height_m / m.height)), m.confidence) for m in found],
-                         stamp_ns)
-        self.history = deque(((g, k, _rescaled(T, centre, f)) for g, k, T in self.history),
-                             maxlen=self.history.maxlen)
+        self.tilts.append(m.tilt)
+        f = self._filter([(float(np.log(self.height_m / m.height)), m.confidence)], stamp_ns)
+        self.last = (grey, K.copy(), _rescaled(T_w_cam, centre, f))
         return f, centre
 
     def tilt(self) -> tuple[float, float] | None:
@@ -265,8 +256,7 @@ class GroundScale:
 
     def restart(self, grey: np.ndarray, K: np.ndarray, T_w_cam: np.ndarray) -> None:
         """The tracker restarted at this frame: the next keyframe is measured against it."""
-        self.history.clear()
-        self.history.append((grey, K.copy(), T_w_cam.copy()))
+        self.last = (grey, K.copy(), T_w_cam.copy())
 
 
 def _rescaled(T: np.ndarray, centre: np.ndarray, f: float) -> np.ndarray:

@@ -88,30 +88,33 @@ class RoadAlignment:
         self.g1 = grey1.astype(np.float32)
         self.K, self.Ki = K, np.linalg.inv(K)
         self.R, self.t = T_1_0[:3, :3], T_1_0[:3, 3]
-        self.x0 = np.c_[px0, np.ones(len(px0))]
+        self.x = px0[:, 0].astype(np.float32)
+        self.y = px0[:, 1].astype(np.float32)
         g0 = grey0.astype(np.float32)
         q = px0.astype(np.float32)
         self.ref = cv2.remap(g0, q[None, :, 0], q[None, :, 1], cv2.INTER_NEAREST)[0]
 
-    def warp(self, d, n) -> np.ndarray:
-        """Pixels (M, N, 2) in image 1 of the road pixels of image 0 for the planes at heights
-        ``d`` (M,) with normals ``n`` (M, 3)."""
+    def warp(self, d, n) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (u, v), each (M, N) float32, in image 1 of the road pixels of image 0 for the
+        planes at heights ``d`` (M,) with normals ``n`` (M, 3)."""
         d, n = np.atleast_1d(np.asarray(d, float)), np.atleast_2d(n)
-        H = self.K @ (self.R[None] + self.t[None, :, None] * (n / d[:, None])[:, None, :]) \
-            @ self.Ki
-        p = self.x0[None] @ H.transpose(0, 2, 1)
+        H = (self.K @ (self.R[None] + self.t[None, :, None] * (n / d[:, None])[:, None, :])
+             @ self.Ki).astype(np.float32)
+        x, y = self.x, self.y            # elementwise: no threaded BLAS call on a busy machine
+        r = [H[:, k, 0:1] * x + H[:, k, 1:2] * y + H[:, k, 2:3] for k in range(3)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return p[..., :2] / p[..., 2:3]
+            return r[0] / r[2], r[1] / r[2]
 
     def costs(self, d, n) -> np.ndarray:
         """Mean truncated absolute grey-level difference (the mean difference removed) of each
         plane, inf where fewer than ``MIN_PIXELS`` land inside image 1."""
-        p = self.warp(d, n).astype(np.float32)
+        u, v = self.warp(d, n)
         h, w = self.g1.shape[:2]
-        inside = np.isfinite(p).all(2) & (p[..., 0] >= 0) & (p[..., 0] <= w - 1) & \
-            (p[..., 1] >= 0) & (p[..., 1] <= h - 1)
-        p[~inside] = 0
-        val = cv2.remap(self.g1, p[..., 0], p[..., 1], cv2.INTER_LINEAR)
+        inside = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (u <= w - 1) & (v >= 0) & \
+            (v <= h - 1)
+        u[~inside] = 0
+        v[~inside] = 0
+        val = cv2.remap(self.g1, u, v, cv2.INTER_LINEAR)
         r = np.where(inside, val - self.ref[None], 0.0)
         count = inside.sum(1)
         r = np.abs(r - (r.sum(1) / np.maximum(count, 1))[:, None])
@@ -120,8 +123,8 @@ class RoadAlignment:
 
     def sensitivity_px(self, d: float, n: np.ndarray) -> float:
         """Median image distance between the warps of heights d and 1.25 d."""
-        a, b = self.warp([d, 1.25 * d], np.stack([n, n]))
-        e = np.linalg.norm(a - b, axis=1)
+        u, v = self.warp([d, 1.25 * d], np.stack([n, n]))
+        e = np.hypot(u[0] - u[1], v[0] - v[1])
         return float(np.nanmedian(e)) if np.isfinite(e).any() else 0.0
 
 
@@ -169,7 +172,7 @@ def measure_height(align: RoadAlignment, down: np.ndarray, guess: float,
         return None
     # a 25 % height error must cost at least 10 % more for full confidence
     confidence = float(np.clip((away - c0) / c0 / 0.1, 0.0, 1.0))
-    return GroundMeasurement(float(d), n, confidence, int(len(align.x0)),
+    return GroundMeasurement(float(d), n, confidence, int(len(align.x)),
                              (float(pitch), float(roll)))
 
 

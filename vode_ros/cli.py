@@ -227,7 +227,9 @@ def _add_eval(sub):
                    default="auto", help="auto: per-image median for relative-scale models, none "
                    "for metric ones; global: one median ratio for the whole sequence")
     p.add_argument("--align", choices=("auto", "sim3", "se3"), default="auto",
-                   help="trajectory alignment (auto: Sim(3) for relative scale, SE(3) for metric)")
+                   help="trajectory alignment (auto: Sim(3) for relative scale, SE(3) for metric; "
+                   "a metric run aligned by SE(3) also reports the Sim(3) ATE, "
+                   "ate_rmse_m_sim3, and its path length ratio)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=_run_eval)
 

@@ -182,13 +182,18 @@ def _run_args(p) -> None:
                    help="also write what vode_node would publish (odom, /tf, /tf_static, "
                    "depth/image + depth/camera_info every --save-depth frames, path, "
                    "/diagnostics) into a ROS 2 bag: OUT.mcap, OUT.db3 or a rosbag2 folder")
+    p.add_argument("--wheel-odom", default=None, metavar="FILE.tum|TOPIC",
+                   help="wheel odometry, a TUM trajectory in metres (or, for a bag INPUT, its "
+                   "nav_msgs/Odometry topic): the metric scale from the distance it travelled "
+                   "(sets pose.scale_source=wheel_odom; its heading is not used)")
     _config_args(p)
 
 
 def _run_options(args):
     from vode_ros.offline import RunOptions
     return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
-                      config_file=args.config, overrides=list(args.set), out_bag=args.out_bag)
+                      config_file=args.config, overrides=list(args.set), out_bag=args.out_bag,
+                      wheel_odom=args.wheel_odom)
 
 
 def _add_process(sub):
@@ -222,7 +227,9 @@ def _add_eval(sub):
                    default="auto", help="auto: per-image median for relative-scale models, none "
                    "for metric ones; global: one median ratio for the whole sequence")
     p.add_argument("--align", choices=("auto", "sim3", "se3"), default="auto",
-                   help="trajectory alignment (auto: Sim(3) for relative scale, SE(3) for metric)")
+                   help="trajectory alignment (auto: Sim(3) for relative scale, SE(3) for metric; "
+                   "a metric run aligned by SE(3) also reports the Sim(3) ATE, "
+                   "ate_rmse_m_sim3, and its path length ratio)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=_run_eval)
 
@@ -241,6 +248,7 @@ def _run_eval(args):
     m = info["metrics"]
     keys = ("ate_rmse_m", "scale_ratio", "t_err_pct", "r_err_deg_per_100m", "fps")
     summary = {k: m.get(k) for k in keys}
+    summary.update({k: m[k] for k in ("ate_rmse_m_sim3", "path_length_ratio") if k in m})
     summary["rpe_trans_m"] = m.get("rpe_trans_m")
     summary["rpe_rot_deg"] = m.get("rpe_rot_deg")
     if m.get("depth", {}).get("n_images"):

@@ -98,8 +98,10 @@ class PoseConfig:
         "when the depth model's metadata says it was trained, else 'triangulation'). Keep "
         "'triangulation' with a relative depth model; choose 'depth' with a depth model trained "
         "for the scenes it sees (its scale then sets the trajectory's), 'ground' for a camera at "
-        "a known height over textured ground.",
-        choices=("auto", "depth", "triangulation", "ground"))
+        "a known height over textured ground, 'wheel_odom' (the distance travelled by the wheel "
+        "odometry, topic wheel_odom or `vode process --wheel-odom`, against the odometry's; "
+        "metric; the tracker scales as 'triangulation').",
+        choices=("auto", "depth", "triangulation", "ground", "wheel_odom"))
     camera_height_m: float = _p(
         0.0, "Camera height above the ground (metres) for pose.scale_source 'ground'.",
         low=0.0, high=100.0)
@@ -170,6 +172,27 @@ class PoseConfig:
     fallback_sigma_scale: float = _p(
         10.0, "Standard-deviation factor of a step from the network fallback (and the largest "
         "for a geometric step).", low=1.0, high=1.0e6)
+
+
+@dataclass
+class ScaleConfig:
+    wheel_segment_s: float = _p(
+        0.5, "pose.scale_source 'wheel_odom': the odometry's path is compared with the wheels' "
+        "travelled distance in segments of this duration (seconds; frame-to-frame jitter "
+        "cancels within a segment).", low=0.0, high=3600.0)
+    wheel_window_segments: int = _p(
+        4, "pose.scale_source 'wheel_odom': the scale is the ratio of travelled distances over "
+        "this many recent segments and the one under way.", low=1, high=100000)
+    wheel_max_deviation: float = _p(
+        1.5, "pose.scale_source 'wheel_odom': a segment whose own ratio differs from the "
+        "window's median by more than this factor (a stalled or slipping wheel) is left out.",
+        low=1.01, high=100.0)
+    ground_window: int = _p(
+        7, "pose.scale_source 'ground': the scale follows the median of this many recent "
+        "reliable ground-plane measurements (one per keyframe).", low=1, high=1000)
+    ground_min_confidence: float = _p(
+        0.3, "pose.scale_source 'ground': a ground-plane measurement less confident than this "
+        "(0-1) is not used; the scale holds.", low=0.0, high=1.0)
 
 
 @dataclass
@@ -381,6 +404,7 @@ class VodeConfig:
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
     ros: RosConfig = field(default_factory=RosConfig)
 

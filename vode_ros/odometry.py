@@ -18,6 +18,7 @@ from vode_ros.depth import DepthEstimator
 from vode_ros.errors import InputError, ModelOutputError
 from vode_ros.geometry import adjoint, from_xyz_rpy, invert, is_finite_transform, rotation_angle_deg
 from vode_ros.pose import FrameData, PoseBackend, PoseResult
+from vode_ros.scale import metric_scale_for, scale_status_of
 
 INITIALIZING, TRACKING, LOST = "INITIALIZING", "TRACKING", "LOST"
 
@@ -37,6 +38,10 @@ class Estimate:
     backend: str = ""                 # pose backend that produced this step
     scale: str = "relative"           # relative or metric
     timings_ms: dict = field(default_factory=dict)
+    # metres per pose-backend unit applied to this step's translation (1.0: none applied; the
+    # backend's unit is the trajectory's), and where the scale comes from (ScaleStatus.to_dict)
+    scale_m_per_unit: float = 1.0
+    scale_status: dict | None = None
 
 
 class VisualOdometry:
@@ -52,7 +57,10 @@ class VisualOdometry:
         # the trajectory's units, as the backend says: the network's where both networks say
         # metric (they are trained together); geometry's where it takes its scale from a metric
         # depth model, a known camera height or a fixed factor
-        self.scale = "metric" if pose_backend.metric else "relative"
+        # a scale measured beside the backend (wheel odometry) multiplies each step instead
+        self.metric_scale = metric_scale_for(config)
+        self.scale = "metric" if pose_backend.metric or self.metric_scale is not None \
+            else "relative"
         step_var = np.r_[np.full(3, self.cfg.translation_sigma_per_frame ** 2),
                          np.full(3, np.radians(self.cfg.rotation_sigma_per_frame_deg) ** 2)]
         self.step_covariance = np.diag(step_var)
@@ -68,6 +76,13 @@ class VisualOdometry:
         self.tracking = INITIALIZING
         self.frames = 0
         self.pose_backend.reset()           # backends with their own state (keyframes, map)
+        if self.metric_scale is not None:
+            self.metric_scale.reset()
+
+    def add_wheel_odometry(self, stamp_ns: int, xyz) -> bool:
+        """One wheel odometry position (metres) for ``pose.scale_source: wheel_odom`` (only the
+        distance travelled is used); False where it is not used or not after the last."""
+        return self.metric_scale is not None and self.metric_scale.add_wheel(stamp_ns, xyz)
 
     # -- the pipeline ----------------------------------------------------------------------------
     def process(self, frame: Frame) -> Estimate:
@@ -105,8 +120,12 @@ class VisualOdometry:
         t3 = time.perf_counter()
 
         q = self.step_covariance * sigma ** 2
+        m_per_unit = 1.0
         if ok:
             if step is not None:
+                step, m_per_unit = self._metric_step(step, frame.stamp_ns)
+                if self.metric_scale is not None:       # the translation sigmas in metres too
+                    q = _scale_translation(q, m_per_unit)
                 base_step = self.base_to_camera @ step @ self.camera_to_base
                 self.pose = self.pose @ base_step
                 self.pose_covariance = self.pose_covariance + _propagate(self.pose, q)
@@ -137,7 +156,18 @@ class VisualOdometry:
             camera_pose=self.pose @ self.base_to_camera, twist=twist,
             pose_covariance=self.pose_covariance.copy(), twist_covariance=twist_cov,
             depth=depth_full, camera=frame.camera, tracking=self.tracking, reason=reason,
-            backend=backend, scale=self.scale, timings_ms=timings)
+            backend=backend, scale=self.scale, timings_ms=timings, scale_m_per_unit=m_per_unit,
+            scale_status=scale_status_of(self.metric_scale, self.pose_backend))
+
+    def _metric_step(self, step: np.ndarray, stamp_ns: int) -> tuple[np.ndarray, float]:
+        """The step with its translation in metres where a scale is measured beside the backend
+        (``scale.*``), and the factor applied."""
+        if self.metric_scale is None:
+            return step, 1.0
+        f = self.metric_scale.factor_for(self.reference.stamp_ns, stamp_ns, step)
+        out = step.copy()
+        out[:3, 3] *= f
+        return out, f
 
     def _estimate_step(self, ref: FrameData, cur: FrameData, frame: Frame) -> PoseResult:
         """Run the pose backend and check the step; a failure comes back with ok=False."""
@@ -177,6 +207,12 @@ def _propagate(pose: np.ndarray, step_cov: np.ndarray) -> np.ndarray:
     frame (first-order, left perturbation)."""
     A = adjoint(pose)
     return A @ step_cov @ A.T
+
+
+def _scale_translation(cov: np.ndarray, f: float) -> np.ndarray:
+    """A 6x6 (x y z rx ry rz) covariance with its translation scaled by ``f``."""
+    d = np.r_[np.full(3, f), np.ones(3)]
+    return cov * np.outer(d, d)
 
 
 def _twist(step: np.ndarray, dt: float) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 from vode_ros.config import VodeConfig
 from vode_ros.depth import DepthEstimator
 from vode_ros.errors import ConfigError
+from vode_ros.geometry import from_xyz_rpy
 from vode_ros.inference import OnnxModel
 from vode_ros.odometry import VisualOdometry
 from vode_ros.pose import NetworkPose, PoseBackend
@@ -61,7 +62,11 @@ def build_pose_backend(cfg: VodeConfig, depth: DepthEstimator, pose_model: OnnxM
     from vode_ros.hybrid import HybridPose
     from vode_ros.tracker import GeometricPose
     try:
-        geometric = GeometricPose(cfg.pose, cfg.flow, depth.spec, model=network.model)
+        geometric = GeometricPose(cfg.pose, cfg.flow, depth.spec, model=network.model,
+                                  base_to_camera=from_xyz_rpy(cfg.camera.base_to_camera_xyz,
+                                                              cfg.camera.base_to_camera_rpy),
+                                  ground_window=cfg.scale.ground_window,
+                                  ground_min_confidence=cfg.scale.ground_min_confidence)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if backend == "geometric":

@@ -38,6 +38,8 @@ from vode_ros.multiview import (
     triangulate_multiview,
 )
 from vode_ros.pose import FrameData, PoseResult
+from vode_ros.scale.ground import GroundScale
+from vode_ros.scale.status import ScaleStatus
 
 CACHE_KEY = "vode.geometric"
 
@@ -45,8 +47,6 @@ CACHE_KEY = "vode.geometric"
 TOO_FEW_FEATURES = "too few tracked features"
 NO_ROTATION = "no motion model fits the tracks"
 TEXTURELESS = "textureless or dark frame"
-
-GROUND_GAIN = 0.1             # fraction (log scale) of the ground-height correction per keyframe
 
 
 @dataclass
@@ -137,7 +137,9 @@ class GeometricPose:
     name = "geometric"
 
     def __init__(self, pose_cfg: PoseConfig, flow_cfg: FlowConfig,
-                 depth_spec: ModelSpec | None = None, model: OnnxModel | None = None):
+                 depth_spec: ModelSpec | None = None, model: OnnxModel | None = None,
+                 base_to_camera: np.ndarray | None = None, ground_window: int = 7,
+                 ground_min_confidence: float = 0.3):
         self.cfg = pose_cfg
         self.flow = flow_cfg
         self.depth_metric = depth_spec is not None and depth_spec.metric
@@ -152,7 +154,17 @@ class GeometricPose:
             raise ValueError("pose.scale_source 'ground' needs pose.camera_height_m > 0 (the "
                              "camera's height above the ground, metres)")
         self.scale_source = src
+        # scale source 'ground': the camera height over the road (the extrinsic gives "down")
+        self.ground = GroundScale(pose_cfg.camera_height_m,
+                                  np.eye(4) if base_to_camera is None else base_to_camera,
+                                  ground_window, ground_min_confidence) \
+            if src == "ground" else None
         self.reset()
+
+    @property
+    def scale_status(self) -> ScaleStatus | None:
+        """The measured scale's status (scale source 'ground'), None otherwise."""
+        return self.ground.status if self.ground is not None else None
 
     @property
     def metric(self) -> bool:
@@ -172,8 +184,8 @@ class GeometricPose:
         self.map_median_depth: float | None = None
         self.speeds: deque[float] = deque(maxlen=10)  # recent geometric speeds (units per s)
         self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
-        self.ground_ratio: float | None = None    # known / fitted camera height (ground scale)
-        self.ground_fits = 0
+        if self.ground is not None:
+            self.ground.reset()
         self.last_step = Step()
 
     # -- tracks ----------------------------------------------------------------------------------
@@ -472,31 +484,35 @@ class GeometricPose:
             target = float(np.median(d)) if len(d) else None
         return (target or 1.0) / float(np.median(z)), "median depth"
 
-    def _ground_rescale(self, T_w_cur: np.ndarray) -> None:
-        """Scale source 'ground': fit the ground plane to the map seen from the new keyframe and
-        rescale the map and the window about the camera towards the known camera height: all
-        the way at the first fit, 1/k of the way (log scale) at the k-th, at least
-        ``GROUND_GAIN``. The current pose does not move; later steps come out in metres."""
-        mapped = np.isfinite(self.tracks.Xw[:, 2])
-        if mapped.sum() < 10:
-            return
-        g = fit_ground_plane(transform_points(invert(T_w_cur), self.tracks.Xw[mapped]))
-        if g is None:
-            return
-        self.ground_fits += 1
-        self.ground_ratio = float(self.cfg.camera_height_m / g[0])
-        # the k-th fit moves the scale 1/k of the way (a running mean of the first fits), later
-        # ones at least GROUND_GAIN of it (following drift; one noisy fit must not shake it)
-        gain = max(1.0 / self.ground_fits, GROUND_GAIN)
-        ratio = self.ground_ratio if self.ground_fits == 1 else \
-            float(np.clip(self.ground_ratio, 0.5, 2.0))
-        f = ratio ** gain
-        c = T_w_cur[:3, 3]
+    def _ground_rescale(self, vc: _View, T_w_cur: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """Scale source 'ground': measure the camera height over the road between the last
+        keyframes and this one (``vode_ros.scale.ground``) and rescale the map and the window by
+        the filtered correction about the point it names (the first time the previous keyframe:
+        the step that measured it comes out in metres; later the current camera: the pose does
+        not jump). Returns the (rescaled) current pose."""
+        first = self.ground.status.updates == 0
+        f, c = self.ground.keyframe(vc.grey, vc.camera.K, T_w_cur, stamp_ns,
+                                    guess=self._sparse_ground_height(T_w_cur) if first else None)
+        if f == 1.0:
+            return T_w_cur
         self.tracks.Xw = c + f * (self.tracks.Xw - c)
         for T in self.win:
             T[:3, 3] = c + f * (T[:3, 3] - c)
         if self.map_median_depth is not None:
             self.map_median_depth *= f
+        T_w_cur = T_w_cur.copy()
+        T_w_cur[:3, 3] = c + f * (T_w_cur[:3, 3] - c)
+        return T_w_cur
+
+    def _sparse_ground_height(self, T_w_cur: np.ndarray) -> float | None:
+        """A first guess of the camera height in the map's unit: a plane through the map points
+        below the camera (biased on roads; only the dense search's starting point)."""
+        mapped = np.isfinite(self.tracks.Xw[:, 2])
+        if mapped.sum() >= 10:
+            g = fit_ground_plane(transform_points(invert(T_w_cur), self.tracks.Xw[mapped]))
+            if g is not None:
+                return float(g[0])
+        return 0.1 * self.map_median_depth if self.map_median_depth else None
 
     # -- keyframes and the map -------------------------------------------------------------------
     def _restart(self, frame: FrameData, view: _View, world: np.ndarray) -> None:
@@ -511,6 +527,8 @@ class GeometricPose:
         self._set_tracks(self._detect(view.grey, self.flow.max_features))
         if self.scale_source == "depth":
             self._lift_with_depth(frame, view)
+        if self.ground is not None:
+            self.ground.restart(view.grey, view.camera.K, view.world)
         self.last, self.last_stamp = view, frame.stamp_ns
         self.T_w_last = view.world.copy()
 
@@ -544,8 +562,8 @@ class GeometricPose:
         self.win.append(T_w_cur.copy())
         if len(self.tracks):
             self._triangulate_window(vc.camera.K, T_w_cur)
-            if self.scale_source == "ground":
-                self._ground_rescale(T_w_cur)
+            if self.ground is not None:
+                T_w_cur = self._ground_rescale(vc, T_w_cur, cur.stamp_ns)
         self.tracks.px_kf = self.tracks.px.copy()
         self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)

@@ -111,6 +111,33 @@ def _loop_closure_metrics(truth: GroundTruthSamples, record: RunRecord, align: s
     return out
 
 
+def _path_ratio(traj, m: dict) -> float | None:
+    """Travelled distance of the estimate over the truth's, both sampled once a second (the
+    frame-to-frame jitter of a path does not add to its length)."""
+    every = (m.get("rpe_detail", {}).get("per_second") or {}).get("delta_frames") or 1
+    gt, est = traj.gt_xyz[::every], traj.est_xyz[::every]
+    d_gt = float(np.linalg.norm(np.diff(gt, axis=0), axis=1).sum())
+    return float(np.linalg.norm(np.diff(est, axis=0), axis=1).sum()) / d_gt if d_gt > 0 else None
+
+
+def _metric_scale_metrics(truth: GroundTruthSamples, record: RunRecord, m: dict, traj) -> dict:
+    """How far a metric trajectory's own scale is from the truth: its path length over the
+    truth's, and beside an SE(3) alignment the Sim(3) one (the shape without the scale error);
+    the scale source and its last status. Empty for a relative-scale run."""
+    if record.scale != "metric":
+        return {}
+    from vode_ros.offline.reports import scale_source_info
+    out = {"scale_source": scale_source_info(record)}
+    if m.get("path_length_m"):
+        out["path_length_ratio"] = m["estimate_path_length"] / m["path_length_m"]
+    if m.get("scale_ratio") is None:                   # aligned without scale: also with it
+        out["path_length_ratio_per_second"] = _path_ratio(traj, m)
+        sim3 = _trajectory(truth, record, record.poses, "sim3", "Sim(3) evaluation")
+        out["ate_rmse_m_sim3"] = sim3.metrics["ate_rmse_m"]
+        out["scale_ratio_sim3"] = sim3.metrics["scale_ratio"]
+    return out
+
+
 def _depth_metrics(truth: GroundTruthSamples) -> tuple[dict, dict]:
     depth, baseline = truth.depth.result()
     if depth["n_images"] == 0 and truth.depth.skipped == 0:
@@ -128,6 +155,7 @@ def evaluate_run(record: RunRecord, truth: GroundTruthSamples, options: EvalOpti
                               "ground-truth pose; `vode eval` needs at least 2 (check --frames, "
                               "or use `vode process`)")
     traj = _trajectory(truth, record, record.poses, options.align, "trajectory evaluation")
+    metric_scale = _metric_scale_metrics(truth, record, traj.metrics, traj)
     loop_metrics = _loop_closure_metrics(truth, record, options.align)
     depth, baseline = _depth_metrics(truth)
     m = {
@@ -135,6 +163,7 @@ def evaluate_run(record: RunRecord, truth: GroundTruthSamples, options: EvalOpti
         "frames_processed": record.frames_processed, "frames_skipped": record.frames_skipped,
         "scale": record.scale,
         **traj.metrics,
+        **metric_scale,
         **loop_metrics,
         "depth": depth,
         "depth_constant_baseline": baseline,

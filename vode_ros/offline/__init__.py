@@ -18,7 +18,8 @@ Outputs (DIR = ``--out``):
   resolution, value = depth x 1000, 0 = invalid, saturating at 65535. For a metric model that is
   millimetres; for a relative-scale model it is model units x 1000 (multiply by a scale ratio from
   ``vode eval`` to get metres);
-- ``run.json``: input, layout, frames processed/skipped (by kind), scale kind, model files with
+- ``run.json``: input, layout, frames processed/skipped (by kind), scale kind and source (with
+  ``--wheel-odom FILE.tum`` or a bag's Odometry topic, the wheel odometry's), model files with
   their contract metadata, execution provider, pose backend counts, tracking-lost count and
   reasons, the configuration used;
 - ``timing.json``: per-stage p50/p99/mean milliseconds from ``Estimate.timings_ms``, total wall

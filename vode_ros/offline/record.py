@@ -110,6 +110,7 @@ class RunRecord:
     skip_examples: dict[str, str] = field(default_factory=dict)
     times: StageTimes = field(default_factory=StageTimes)
     loop_closure: LoopClosureResult | None = None
+    scale_status: dict | None = None      # Estimate.scale_status of the last processed frame
 
     # -- filling it ------------------------------------------------------------------------------
     def add_skip(self, kind: str, message: str) -> int:
@@ -125,6 +126,7 @@ class RunRecord:
         self.camera_poses.append(np.asarray(est.camera_pose, float))
         self.tracking[est.tracking] += 1
         self.backends[est.backend or "none (first frame)"] += 1
+        self.scale_status = est.scale_status
         if est.tracking == "LOST":
             key = reason_key(est.reason or "unspecified")
             self.lost_reasons[key] += 1

@@ -67,6 +67,7 @@ def run_info(record: RunRecord, depth_pngs: DepthPngs) -> dict:
         "image_size": r.image_size,
         "camera": asdict(r.camera),
         "scale": r.scale,
+        "scale_source": scale_source_info(r),
         "models": r.models,
         "provider": r.provider,
         "pose_backend": r.pose_backend,
@@ -91,6 +92,16 @@ def run_info(record: RunRecord, depth_pngs: DepthPngs) -> dict:
                               "each frame corrected by its latest keyframe",
             "accepted": lc.accepted,
             "last_error": lc.last_error}
+    return info
+
+
+def scale_source_info(r: RunRecord) -> dict:
+    """Which scale source the run used (``pose.scale_source``, ``pose.fixed_scale``) and, where
+    it measures one, its last ``ScaleStatus`` (metres per unit, confidence, last update)."""
+    pose = r.config.pose
+    info = {"pose.scale_source": pose.scale_source, "pose.fixed_scale": pose.fixed_scale}
+    if r.scale_status is not None:
+        info["status"] = r.scale_status
     return info
 
 

@@ -32,6 +32,7 @@ class RunOptions:
     config_file: str | None = None
     overrides: list = field(default_factory=list)
     out_bag: str | None = None           # also write the node's topics into this ROS 2 bag
+    wheel_odom: str | None = None        # wheel odometry (TUM file or bag topic): wheel_odom scale
 
 
 def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = None,
@@ -51,7 +52,11 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
     if evaluate is not None:
         from vode_ros.evaluation.evaluate import require_ground_truth
         require_ground_truth(seq, input_path)
+    if opts.wheel_odom:
+        cfg.pose.scale_source = "wheel_odom"
     vo = build_odometry(cfg)                       # ModelError before anything is written
+    if opts.wheel_odom:
+        feed_wheel_odometry(vo, opts.wheel_odom, input_path)
     truth = None
     if evaluate is not None:
         from vode_ros.evaluation.evaluate import GroundTruthSamples
@@ -86,6 +91,30 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
 
 
 # -- the steps -----------------------------------------------------------------------------------
+def feed_wheel_odometry(vo, source: str, input_path=None) -> int:
+    """Every wheel odometry sample of ``source`` into ``vo``: a TUM file, or where no such file
+    exists and the input is a ROS 2 bag, the nav_msgs/Odometry topic of that name in the bag.
+    Returns how many."""
+    from vode_ros.scale.wheel import read_wheel_tum
+    if Path(source).is_file() or input_path is None:
+        samples = read_wheel_tum(source)
+    else:
+        from vode_ros.bags.paths import BagError
+        from vode_ros.bags.reader import read_odometry
+        try:
+            stamps, poses, _, _ = read_odometry(input_path, source)
+        except BagError as exc:
+            raise VodeError(f"--wheel-odom {source}: no such TUM file, and not a "
+                            f"nav_msgs/Odometry topic of the bag '{input_path}' ({exc})") from None
+        samples = list(zip(stamps.tolist(), poses[:, :3, 3], strict=True))
+    if len(samples) < 2:
+        raise VodeError(f"--wheel-odom {source}: at least 2 wheel odometry samples are "
+                        f"needed, got {len(samples)}")
+    for stamp_ns, xyz in samples:
+        vo.add_wheel_odometry(int(stamp_ns), xyz)
+    return len(samples)
+
+
 def process_sequence(seq, vo, cfg: VodeConfig, opts: RunOptions, *, command: str = "process",
                      input_path=None, started: datetime | None = None,
                      writers: Iterable[FrameSink] = (), observers: Iterable[FrameSink] = (),

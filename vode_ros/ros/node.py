@@ -135,6 +135,7 @@ class VodeNode(Node):
         self.model_error = ""
         self.provider = ""
         self.scale = "unknown"
+        self.scale_status: dict | None = None     # Estimate.scale_status of the last frame
         self._load_models()
         self.lc = None                        # the loop-closure back-end, when enabled
         self._start_loop_closure()
@@ -162,6 +163,7 @@ class VodeNode(Node):
         else:
             self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_info, qos)
+        self.sub_wheel = self._subscribe_wheel_odom()
         self.create_service(Trigger, "~/reset", self._on_reset)
         if self.lc is not None:
             self.pub_map_path = self.create_publisher(Path, "map_path", 1)
@@ -262,6 +264,20 @@ class VodeNode(Node):
         self.pub_tf_static.publish(msg)
 
     # -- inputs ----------------------------------------------------------------------------------
+    def _subscribe_wheel_odom(self):
+        """``pose.scale_source: wheel_odom``: nav_msgs/Odometry on ``wheel_odom`` (reliable, a
+        deep queue: every sample counts); only the positions' travelled distance is used."""
+        if self.vo is None or self.cfg.pose.scale_source != "wheel_odom":
+            return None
+        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        return self.create_subscription(Odometry, "wheel_odom", self._on_wheel_odom, qos)
+
+    def _on_wheel_odom(self, msg: Odometry):
+        p = msg.pose.pose.position
+        if not self.vo.add_wheel_odometry(conv.stamp_to_ns(msg.header.stamp), (p.x, p.y, p.z)):
+            self._report("wheel_odom", "wheel odometry sample ignored: its stamp is not after "
+                         "the previous one's, or its position is not finite")
+
     def _on_info(self, msg: CameraInfo):
         self.camera_info = msg
 
@@ -344,6 +360,7 @@ class VodeNode(Node):
         for k, v in timings.items():
             self.stats.stage_ms[k].append(v)
         self.tracking, self.backend = est.tracking, est.backend
+        self.scale_status = est.scale_status
         if est.tracking == LOST:
             self._report("tracking", f"tracking lost, pose held: {est.reason}", warn=True)
             self.last_reason = est.reason
@@ -477,6 +494,7 @@ class VodeNode(Node):
             "provider": self.provider or "none", "tracking": self.tracking,
             "pose_backend": self.backend, "scale": self.scale,
             "matched_image_publishers": str(matched), "last_error": self.last_error,
+            **self._scale_values(),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: visual odometry",
                                   message=message, hardware_id="vode_ros",
@@ -489,6 +507,20 @@ class VodeNode(Node):
                 self._report("internal", f"loop-closure diagnostics failed: {exc}")
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=statuses))
+
+    def _scale_values(self) -> dict:
+        """Which scale source is in use, its confidence and last update (where it measures
+        one; the stamp of the frame that last measured it)."""
+        values = {"scale_source": self.cfg.pose.scale_source}
+        st = self.scale_status
+        if st is not None:
+            last = st["last_update_ns"]
+            values.update({"scale_m_per_unit": f"{st['m_per_unit']:.6g}",
+                           "scale_confidence": f"{st['confidence']:.3f}",
+                           "scale_updates": str(st["updates"]),
+                           "scale_last_update_stamp": "never" if last is None else
+                           f"{last * 1e-9:.3f}"})
+        return values
 
     def shutdown(self) -> str:
         """Stop the worker and the back-end; returns what each step took (for the log: a node

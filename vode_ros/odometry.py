@@ -93,6 +93,9 @@ class VisualOdometry:
         reason, backend, sigma = "", "", 1.0
         dt = 0.0
         ok = True
+        resized = _size_change(self.reference, cur)
+        if resized:                      # tracking restarts at the new size, the pose held
+            self.reference, reason = None, resized
         if self.reference is not None:
             dt = (frame.stamp_ns - self.reference.stamp_ns) * 1e-9
             result = self._estimate_step(self.reference, cur, frame)
@@ -116,7 +119,7 @@ class VisualOdometry:
                 twist = np.zeros(6)
             self.reference = cur
             self.lost_frames = 0
-            self.tracking = TRACKING
+            self.tracking = INITIALIZING if resized else TRACKING
             twist_cov = q / max(dt, 1e-3) ** 2
         else:
             inflated = q * self.cfg.lost_covariance_inflation
@@ -171,6 +174,15 @@ class VisualOdometry:
                                      f"odometry.max_rotation_per_frame_deg "
                                      f"{self.cfg.max_rotation_per_frame_deg}")
         return result
+
+
+def _size_change(ref: FrameData | None, cur: FrameData) -> str:
+    """Why tracking restarts at ``cur`` (its image size is not the reference's), or ''."""
+    if ref is None or ref.image.shape[:2] == cur.image.shape[:2]:
+        return ""
+    (h0, w0), (h1, w1) = ref.image.shape[:2], cur.image.shape[:2]
+    return (f"image size changed from {w0}x{h0} to {w1}x{h1}: tracking restarts at the new "
+            f"size (intrinsics fx={cur.camera.fx:.1f} fy={cur.camera.fy:.1f}), the pose held")
 
 
 def _propagate(pose: np.ndarray, step_cov: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ class Tracks:
 class Step:
     """What one frame did inside GeometricPose (diagnostics and tests)."""
 
-    method: str = ""              # static | rotation | pnp | essential
+    method: str = ""              # static | rotation | pnp | essential | restart
     keyframe: bool = False
     tracks: int = 0
     inliers: int = 0
@@ -217,7 +217,7 @@ class GeometricPose:
         """Standard-deviation factor of the step from its inlier statistics: 1 at
         ``pose.covariance_reference_inliers`` inliers, growing as 1/sqrt(inliers) and with the
         outlier fraction; three times larger where translation is unobserved (rotation only)."""
-        if step.method == "static":
+        if step.method in ("static", "restart"):
             return 0.5
         n = max(step.inliers, 1)
         s = np.sqrt(self.cfg.covariance_reference_inliers / n) / max(step.inlier_ratio, 0.2)
@@ -247,6 +247,11 @@ class GeometricPose:
                timings: dict[str, float]) -> tuple[np.ndarray, Step]:
         """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
         c = self.cfg
+        if vc.grey.shape != vp.grey.shape or vc.camera != vp.camera:
+            # another camera (a new image size or intrinsics): start again at ``cur``, the
+            # pose held (no feature of the old images can be followed into the new ones)
+            self._restart(cur, vc, vp.world if vp.world is not None else np.eye(4))
+            return vc.world.copy(), Step(method="restart", note="the camera changed")
         if self._needs_restart(vp, vc):
             self._restart(prev, vp, vp.world if vp.world is not None else np.eye(4))
         self._check_texture(vc.grey)

@@ -169,6 +169,19 @@ class PoseConfig:
     fallback_sigma_scale: float = _p(
         10.0, "Standard-deviation factor of a step from the network fallback (and the largest "
         "for a geometric step).", low=1.0, high=1.0e6)
+    bundle_adjustment_iterations: int = _p(
+        0, "Local bundle adjustment after each keyframe: Levenberg-Marquardt iterations over "
+        "the keyframe window's poses and map points (Huber kernel at pose.pnp_threshold_px, "
+        "outliers dropped, the oldest keyframe and the map's scale held; 6 is plenty); 0 turns "
+        "it off (the default: on KITTI it moved the trajectory away from the ground truth, see "
+        "docs/results.md).", low=0, high=1000)
+    bundle_adjustment_moves_newest: bool = _p(
+        False, "Whether the local bundle adjustment also moves the newest keyframe (the frame "
+        "being answered); off, it refines the older keyframes and the map the next frames are "
+        "tracked against, and the newest keyframe with the oldest hold the scale.")
+    bundle_adjustment_max_ms: float = _p(
+        15.0, "Time budget of one local bundle adjustment (milliseconds): it stops there with "
+        "the best solution so far.", low=0.1, high=10000.0)
 
 
 @dataclass

@@ -103,6 +103,8 @@ class VisualOdometry:
             timings["pose_model"] = result.timings_ms.get("model", 0.0)
             if "total" in result.timings_ms:        # the geometric part (geometric, hybrid)
                 timings["pose_geometry"] = result.timings_ms["total"]
+            if "bundle_adjustment" in result.timings_ms:     # inside pose_geometry
+                timings["pose_bundle_adjustment"] = result.timings_ms["bundle_adjustment"]
             backend, reason, ok = result.backend, result.reason, result.ok
             if ok:
                 step, sigma = result.T, result.sigma_scale

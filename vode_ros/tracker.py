@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vode_ros.bundle_adjustment import bundle_adjust
 from vode_ros.camera import Camera
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.depth import sample_depth
@@ -159,6 +160,7 @@ class GeometricPose:
         self.ground_ratio: float | None = None    # known / fitted camera height (ground scale)
         self.ground_fits = 0
         self.last_step = Step()
+        self.ba_ms: float | None = None           # the last bundle adjustment's time
 
     # -- tracks ----------------------------------------------------------------------------------
     def _set_tracks(self, pts: np.ndarray) -> None:
@@ -279,6 +281,8 @@ class GeometricPose:
             T = self._new_keyframe(cur, vc, T)
             step.keyframe = True
             timings["keyframe"] = (time.perf_counter() - t2) * 1e3
+            if self.ba_ms is not None:
+                timings["bundle_adjustment"] = self.ba_ms
         self.T_w_last = T
         return T, step
 
@@ -531,10 +535,12 @@ class GeometricPose:
             self.win = self.win[1:]
             self.tracks.slide_window()
         self.win.append(T_w_cur.copy())
+        self.ba_ms = None
         if len(self.tracks):
             self._triangulate_window(vc.camera.K, T_w_cur)
             if self.scale_source == "ground":
                 self._ground_rescale(T_w_cur)
+            T_w_cur = self._bundle_adjust(vc.camera.K, T_w_cur)
         self.tracks.px_kf = self.tracks.px.copy()
         self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
@@ -544,6 +550,34 @@ class GeometricPose:
         if self.scale_source == "depth":
             self._lift_with_depth(cur, vc)
         return T_w_cur
+
+    def _bundle_adjust(self, K: np.ndarray, T_w_cur: np.ndarray) -> np.ndarray:
+        """Local bundle adjustment of the window (``vode_ros.bundle_adjustment``): keyframe
+        poses and map points refined together, the oldest keyframe and the scale held; map
+        points it finds off their tracks leave the map. Returns the newest keyframe's pose."""
+        c, tr = self.cfg, self.tracks
+        if c.bundle_adjustment_iterations <= 0 or len(self.win) < 2:
+            return T_w_cur
+        m = len(self.win)
+        res = bundle_adjust(np.stack(self.win), tr.Xw, tr.obs[:, :m],
+                            0.5 * (K[0, 0] + K[1, 1]), c.pnp_threshold_px,
+                            c.bundle_adjustment_iterations, c.bundle_adjustment_max_ms,
+                            fixed=self._ba_fixed(m))
+        if res is None:
+            return T_w_cur
+        self.ba_ms = res.time_ms
+        tr.Xw[res.adjusted] = res.points[res.adjusted]
+        tr.Xw[res.rejected] = np.nan
+        self.win = [T.copy() for T in res.poses]
+        return res.poses[-1].copy()
+
+    def _ba_fixed(self, m: int) -> np.ndarray:
+        """The keyframes the adjustment holds: the oldest (the gauge), and the newest unless
+        ``pose.bundle_adjustment_moves_newest``."""
+        fixed = np.arange(m) == 0
+        if not self.cfg.bundle_adjustment_moves_newest and m > 2:
+            fixed[-1] = True
+        return fixed
 
     def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:
         """Map points of the tracks from every keyframe of the window that saw them (the newest

@@ -75,6 +75,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         stages["total"] = []
         model_ms: dict[str, list] = {"depth": [], "pose": []}
         geometry_ms: list = []
+        ba_ms: list = []
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
             runner.reset()
@@ -92,6 +93,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                 model_ms["pose"].append(timings.get("pose_model", 0.0))
                 if "pose_geometry" in timings:
                     geometry_ms.append(timings["pose_geometry"])
+                if "pose_bundle_adjustment" in timings:     # keyframes only
+                    ba_ms.append(timings["pose_bundle_adjustment"])
                 n_timed += 1
             if rep > 0:
                 wall += time.perf_counter() - t_start
@@ -116,6 +119,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
             # inside the pose stage: the geometric backend's own time (tracking, two-view
             # geometry, keyframes), what geometry adds over the pose network
             "geometry_in_pose_ms": _summary(geometry_ms) if geometry_ms else None,
+            # inside geometry: the local bundle adjustment, on the keyframes where it ran
+            "bundle_adjustment_ms": _summary(ba_ms) if ba_ms else None,
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
                         platform.machine(), "python": platform.python_version()},
         }

@@ -299,7 +299,8 @@ def test_dark_stretch_falls_back_then_recovers(models, room):
         assert ests[i].tracking == TRACKING
         assert ests[i].backend == "network (fallback: textureless or dark frame)"
         assert "fallback to the pose network" in ests[i].reason and "min_grey_std" in ests[i].reason
-    assert ests[18].backend.startswith("network (fallback: ")      # no features carried over
+    # no features carried over: placed by matching the keyframes kept from before the dim frames
+    assert ests[18].backend == "geometric (wide-baseline pnp)"
     assert [e.tracking for e in ests[26:29]] == [LOST] * 3
     assert "no texture" in ests[26].reason
     for i in list(range(21, 26)) + list(range(30, 40)):
@@ -318,7 +319,7 @@ def test_lost_features_fall_back_with_their_reason(models, room):
     ests = run(make_vo(models), render(room, poses, lambda i, img: noise if i == 8 else img))
     assert ests[8].backend == "network (fallback: too few tracked features)"
     assert "pose.min_tracks" in ests[8].reason
-    assert ests[9].backend.startswith("network (fallback: ")       # from noise back to the room
+    assert ests[9].backend == "geometric (wide-baseline pnp)"    # back in the room: relocalised
     assert all(e.backend.startswith("geometric") for e in ests[11:])
     geo = make_vo(models, "geometric")                                # no fallback: lost
     ests = run(geo, render(room, poses, lambda i, img: noise if i == 8 else img))
@@ -484,7 +485,7 @@ def test_resolution_change_restarts_tracking_at_the_new_size(models, room, backe
         assert all(e.backend.startswith("geometric") for e in ests[20:])
         est, gt = relative([e.camera_pose for e in ests]), relative(poses)
         steps = np.linalg.norm(np.diff(est[:, :3, 3], axis=0), axis=1)
-        assert steps[18] == 0 and steps[20:].max() < 3 * np.median(steps[1:18])
+        assert steps[18] < 1e-12 and steps[20:].max() < 3 * np.median(steps[1:18])
         assert rotation_errors_deg(est, gt).max() < 1.0
 
 

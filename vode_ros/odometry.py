@@ -163,18 +163,20 @@ class VisualOdometry:
         if not is_finite_transform(T):
             return PoseResult(np.eye(4), ok=False, backend=result.backend,
                               reason="pose estimate is not a finite rigid transform")
+        # after lost frames the step spans them all: the limits are per frame
+        spanned = 1 + self.lost_frames
         trans = float(np.linalg.norm(T[:3, 3]))
-        if trans > self.cfg.max_translation_per_frame:
+        if trans > self.cfg.max_translation_per_frame * spanned:
             return PoseResult(np.eye(4), ok=False, backend=result.backend,
                               reason=f"step translation {trans:.3f} exceeds "
                                      f"odometry.max_translation_per_frame "
-                                     f"{self.cfg.max_translation_per_frame}")
+                                     f"{self.cfg.max_translation_per_frame} x {spanned} frame(s)")
         angle = rotation_angle_deg(T)
-        if angle > self.cfg.max_rotation_per_frame_deg:
+        if angle > self.cfg.max_rotation_per_frame_deg * spanned:
             return PoseResult(np.eye(4), ok=False, backend=result.backend,
                               reason=f"step rotation {angle:.1f} deg exceeds "
                                      f"odometry.max_rotation_per_frame_deg "
-                                     f"{self.cfg.max_rotation_per_frame_deg}")
+                                     f"{self.cfg.max_rotation_per_frame_deg} x {spanned} frame(s)")
         return result
 
 

@@ -15,14 +15,15 @@ from vode_ros.bundle_adjustment import bundle_adjust
 from vode_ros.camera import Camera
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.depth import sample_depth
-from vode_ros.flow import (detect_features, rotation_flow_guess, select_correspondences,
-                           track_dis, track_lk, working_grey)
+from vode_ros.flow import (detect_features, pyramid_levels, rotation_flow_guess,
+                           select_correspondences, track_dis, track_lk, working_grey)
 from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
                                 median_scale, normalise, pnp_pose, project, rotation_parallax,
                                 translation_given_rotation, triangulate_multiview)
 from vode_ros.pose import FrameData, PoseResult
+from vode_ros.wide_baseline import KeyframeMemory, Recovery
 
 CACHE_KEY = "vode.geometric"
 
@@ -93,7 +94,8 @@ class Tracks:
 class Step:
     """What one frame did inside GeometricPose (diagnostics and tests)."""
 
-    method: str = ""              # static | rotation | pnp | essential | restart
+    method: str = ""              # static | rotation | pnp | essential | restart |
+    #                               wide-baseline pnp | wide-baseline rotation
     keyframe: bool = False
     tracks: int = 0
     inliers: int = 0
@@ -161,6 +163,9 @@ class GeometricPose:
         self.ground_fits = 0
         self.last_step = Step()
         self.ba_ms: float | None = None           # the last bundle adjustment's time
+        self.memory = KeyframeMemory(self.cfg.relocalisation_keyframes, self.cfg.orb_features,
+                                     self.cfg.orb_ratio)
+        self.relocalise_left = 0                  # frames left to relocalise after a loss
 
     # -- tracks ----------------------------------------------------------------------------------
     def _set_tracks(self, pts: np.ndarray) -> None:
@@ -197,7 +202,8 @@ class GeometricPose:
             T_w_cur, step = self._track(prev, cur, vp, vc, timings)
         except GeometryFailure as exc:
             self.prior_R = None
-            self._restart(cur, vc, vp.world if vp.world is not None else np.eye(4))
+            self._restart(cur, vc, vp.world if vp.world is not None else self.T_w_last)
+            self.relocalise_left = self.cfg.relocalisation_frames
             self.last_step = Step(note=exc.category)
             timings["total"] = (time.perf_counter() - t0) * 1e3
             return PoseResult(np.eye(4), ok=False, reason=f"geometric pose: {exc}",
@@ -223,7 +229,7 @@ class GeometricPose:
             return 0.5
         n = max(step.inliers, 1)
         s = np.sqrt(self.cfg.covariance_reference_inliers / n) / max(step.inlier_ratio, 0.2)
-        if step.method == "rotation":
+        if step.method.endswith("rotation"):
             s *= 3.0
         return float(np.clip(s, 0.3, self.cfg.fallback_sigma_scale))
 
@@ -252,16 +258,25 @@ class GeometricPose:
         if vc.grey.shape != vp.grey.shape or vc.camera != vp.camera:
             # another camera (a new image size or intrinsics): start again at ``cur``, the
             # pose held (no feature of the old images can be followed into the new ones)
-            self._restart(cur, vc, vp.world if vp.world is not None else np.eye(4))
+            self.memory.clear()
+            self._restart(cur, vc, vp.world if vp.world is not None else self.T_w_last)
             return vc.world.copy(), Step(method="restart", note="the camera changed")
         if self._needs_restart(vp, vc):
-            self._restart(prev, vp, vp.world if vp.world is not None else np.eye(4))
+            self._restart(prev, vp, vp.world if vp.world is not None else self.T_w_last)
         self._check_texture(vc.grey)
         K = vc.camera.K
         t0 = time.perf_counter()
+        n_before = len(self.tracks)
         fb = self._track_flow(prev, cur, vc)
         timings["flow"] = (time.perf_counter() - t0) * 1e3
         n = len(self.tracks)
+        if n < c.min_tracks or n < c.recover_survivor_fraction * n_before or \
+                self.relocalise_left > 0:
+            t0 = time.perf_counter()
+            rec = self._recover(cur, vc, K, lk_failed=n < c.min_tracks)
+            timings["wide_baseline"] = (time.perf_counter() - t0) * 1e3
+            if rec is not None:
+                return rec
         if n < c.min_tracks:
             raise GeometryFailure(TOO_FEW_FEATURES, f"{n} < pose.min_tracks {c.min_tracks}")
         t1 = time.perf_counter()
@@ -285,6 +300,43 @@ class GeometricPose:
                 timings["bundle_adjustment"] = self.ba_ms
         self.T_w_last = T
         return T, step
+
+    # -- wide-baseline recovery and relocalisation -------------------------------------------------
+    def _recover(self, cur: FrameData, vc: _View, K: np.ndarray, lk_failed: bool
+                 ) -> tuple[np.ndarray, Step] | None:
+        """Place ``cur`` by ORB matches against the recent keyframes (``vode_ros.wide_baseline``)
+        and restart the tracks there, in the map's frame and scale: where Lucas-Kanade lost the
+        features, or it kept too few, or after a loss (then only a pose on the map counts).
+        None where nothing verifies (tracking goes on as it can)."""
+        if len(self.memory) == 0:
+            return None
+        if self.relocalise_left > 0:
+            self.relocalise_left -= 1
+        rec = self.memory.recover(vc.grey, K, self.T_w_last[:3, 3], self.cfg.pnp_threshold_px,
+                                  self.cfg.min_pnp_points)
+        if rec is None or (rec.method != "pnp" and not lk_failed):
+            return None
+        self._adopt(cur, vc, rec)
+        self.relocalise_left = 0
+        step = Step(method=f"wide-baseline {rec.method}", keyframe=True, tracks=len(self.tracks),
+                    inliers=rec.inliers, inlier_ratio=rec.inliers / max(rec.matches, 1),
+                    note=f"matched to the keyframe of {rec.keyframe.stamp_ns} ns")
+        self.T_w_last = rec.world.copy()
+        return rec.world.copy(), step
+
+    def _adopt(self, cur: FrameData, vc: _View, rec: Recovery) -> None:
+        """``cur``, placed by ``rec``, becomes the keyframe; its verified matches become tracks
+        with their map points, fresh features top them up."""
+        vc.world = rec.world.copy()
+        self._restart(cur, vc, rec.world)
+        if rec.method == "pnp":
+            matched = self._new_tracks(rec.px)
+            matched.Xw = rec.Xw.copy()
+            fresh = self._detect(vc.grey, self.flow.max_features - len(matched), existing=rec.px)
+            self.tracks = matched.extended(self._new_tracks(fresh))
+            if self.cfg.relocalisation_keyframes > 0:       # the next fast frame matches it
+                self.memory.add(cur.stamp_ns, vc.grey, rec.world, self.tracks.px,
+                                self.tracks.Xw, self.cfg.min_pnp_points)
 
     def _needs_restart(self, vp: _View, vc: _View) -> bool:
         """No keyframe yet, or the previous frame unplaced, or the camera or image size changed."""
@@ -318,7 +370,11 @@ class GeometricPose:
         self.prior_R = None
         tracks = self.tracks
         if f.method == "lk":
-            tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, f.lk_levels,
+            levels = f.lk_levels
+            if guess is not None and len(guess):
+                motion = float(np.median(np.linalg.norm(guess - tracks.px, axis=1)))
+                levels = pyramid_levels(motion, f.lk_window, f.lk_levels, f.lk_max_levels)
+            tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, levels,
                           f.fb_threshold_px, guess)
         else:
             tr = track_dis(self.last.grey, vc.grey, tracks.px, f.fb_threshold_px)
@@ -544,6 +600,9 @@ class GeometricPose:
         self.tracks.px_kf = self.tracks.px.copy()
         self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
+        if self.cfg.relocalisation_keyframes > 0:
+            self.memory.add(cur.stamp_ns, vc.grey, T_w_cur, self.tracks.px, self.tracks.Xw,
+                            self.cfg.min_pnp_points)
         missing = self.flow.max_features - len(self.tracks)
         if missing > 0.1 * self.flow.max_features:
             self._append_tracks(self._detect(vc.grey, missing, existing=self.tracks.px))

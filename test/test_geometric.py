@@ -499,3 +499,20 @@ def test_tracker_restarts_itself_when_the_camera_changes_between_two_frames(mode
     r = geo.estimate(fd[1], fd[2])
     assert r.ok and r.backend == "geometric (restart)"
     np.testing.assert_allclose(r.T, np.eye(4), atol=1e-12)
+
+
+def test_motion_prior_trusts_the_network_only_while_it_agrees_with_geometry():
+    from vode_ros.tracker import MotionPrior
+    turn = Rotation.from_euler("y", 2.0, degrees=True).as_matrix()
+    prior = MotionPrior()
+    assert prior.trust_network()                                   # nothing scored yet
+    for _ in range(5):                         # steady turn: constant velocity is exact
+        prior.predict(np.eye(3))               # a network that says "no rotation"
+        prior.observe(turn, consecutive=True)
+    assert not prior.trust_network()
+    good = MotionPrior()
+    for k in range(5):                         # a turn that speeds up: the network follows
+        R = Rotation.from_euler("y", 1.0 + k, degrees=True).as_matrix()
+        good.predict(R)
+        good.observe(R, consecutive=True)
+    assert good.trust_network()

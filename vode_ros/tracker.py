@@ -17,7 +17,7 @@ from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.depth import sample_depth
 from vode_ros.flow import (detect_features, pyramid_levels, rotation_flow_guess,
                            select_correspondences, track_dis, track_lk, working_grey)
-from vode_ros.geometry import invert, make_transform, transform_points
+from vode_ros.geometry import invert, make_transform, rotation_angle_deg, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
                                 median_scale, normalise, pnp_pose, project, rotation_parallax,
@@ -105,6 +105,38 @@ class Step:
     note: str = ""
 
 
+class MotionPrior:
+    """Which rotation prediction the tracker trusts: the pose network's (hybrid) or constant
+    velocity (the last step's rotation again). Both are scored against the rotation geometry
+    then finds (median angle of the last ``window`` frames); the network is trusted while its
+    errors are no larger than constant velocity's."""
+
+    def __init__(self, window: int = 30):
+        self.errors: dict[str, deque[float]] = {"network": deque(maxlen=window),
+                                                "constant velocity": deque(maxlen=window)}
+        self.last_R: np.ndarray | None = None          # R_cur_prev of the last step
+        self.pending: dict[str, np.ndarray] = {}
+
+    def predict(self, network_R: np.ndarray | None) -> None:
+        """The predictions for the frame being tracked (scored when it is placed)."""
+        self.pending = {}
+        if network_R is not None:
+            self.pending["network"] = network_R
+        if self.last_R is not None:
+            self.pending["constant velocity"] = self.last_R
+
+    def observe(self, R_cur_prev: np.ndarray, consecutive: bool) -> None:
+        """Geometry placed the frame: score the predictions, remember the step's rotation."""
+        for name, R in self.pending.items():
+            self.errors[name].append(rotation_angle_deg(R.T @ R_cur_prev))
+        self.pending = {}
+        self.last_R = R_cur_prev.copy() if consecutive else None
+
+    def trust_network(self) -> bool:
+        net, cv = self.errors["network"], self.errors["constant velocity"]
+        return not net or not cv or float(np.median(net)) <= float(np.median(cv))
+
+
 class GeometryFailure(Exception):
     """Geometry cannot answer for this frame; ``category`` is a short, number-free reason."""
 
@@ -159,6 +191,7 @@ class GeometricPose:
         self.map_median_depth: float | None = None
         self.speeds: deque[float] = deque(maxlen=10)  # recent geometric speeds (units per s)
         self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
+        self.motion = MotionPrior()
         self.ground_ratio: float | None = None    # known / fitted camera height (ground scale)
         self.ground_fits = 0
         self.last_step = Step()
@@ -198,6 +231,7 @@ class GeometricPose:
         t0 = time.perf_counter()
         vp, vc = self.view(prev), self.view(cur)
         timings = {"views": (time.perf_counter() - t0) * 1e3}
+        one_step = self.last_stamp == prev.stamp_ns         # prev is the frame tracked last
         try:
             T_w_cur, step = self._track(prev, cur, vp, vc, timings)
         except GeometryFailure as exc:
@@ -211,6 +245,7 @@ class GeometricPose:
                               timings_ms=timings)
         vc.world = T_w_cur
         T = invert(vp.world) @ T_w_cur
+        self.motion.observe(T[:3, :3].T, consecutive=one_step)
         dt = (cur.stamp_ns - prev.stamp_ns) * 1e-9
         if dt > 0:
             self.speeds.append(float(np.linalg.norm(T[:3, 3])) / dt)
@@ -351,10 +386,13 @@ class GeometricPose:
 
     def _flow_guess(self, prev: FrameData, K: np.ndarray) -> np.ndarray | None:
         """Where the features are expected in the new frame: moved by the rotation prior (the
-        pose network's, hybrid), else at constant image velocity (new tracks: the median)."""
+        pose network's, hybrid) while it has predicted geometry's rotation better than
+        constant velocity, else at constant image velocity (new tracks: the median)."""
         tr = self.tracks
-        if self.prior_R is not None and self.last_stamp == prev.stamp_ns and len(tr):
-            return rotation_flow_guess(tr.px, K, self.prior_R)
+        net = self.prior_R if self.last_stamp == prev.stamp_ns else None
+        self.motion.predict(net)
+        if net is not None and len(tr) and self.motion.trust_network():
+            return rotation_flow_guess(tr.px, K, net)
         if self.flow.motion_prior and len(tr):
             known = np.isfinite(tr.vel[:, 0])
             if known.any():

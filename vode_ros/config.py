@@ -178,8 +178,10 @@ class PoseConfig:
         30, "After a loss, frames during which relocalisation against the kept keyframes is "
         "tried before the new map is kept.", low=0, high=100000)
     recover_survivor_fraction: float = _p(
-        0.5, "Wide-baseline matching is also tried when fewer than this fraction of the tracked "
-        "features survive Lucas-Kanade from one frame to the next.", low=0.0, high=1.0)
+        0.0, "Wide-baseline matching is also tried when fewer than this fraction of the tracked "
+        "features survive Lucas-Kanade from one frame to the next (0: only when fewer than "
+        "pose.min_tracks survive; where enough survive, their geometry is the better answer).",
+        low=0.0, high=1.0)
     orb_features: int = _p(
         1000, "ORB corners described in a frame to recover.", low=50, high=100000)
     orb_ratio: float = _p(

@@ -2,7 +2,7 @@
 against a frame that Lucas-Kanade could not follow (a fast turn, a blur, a gap in the stream)
 or that comes after tracking was lost, to place it in the map again (relocalisation).
 
-At each keyframe the tracker hands over the features it tracks that have a map point; their
+At each keyframe the tracker hands over the features it tracks and their map points; their
 ORB descriptors (Rublee et al., ICCV 2011; upright: a hand-held camera rolls little) are kept
 with the points for the last few keyframes. A frame to recover is described the same way at
 its own ORB corners, matched to each kept keyframe with Lowe's ratio test, and verified
@@ -78,7 +78,8 @@ def ratio_matches(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float) -> np.nd
 
 
 class KeyframeMemory:
-    """ORB descriptors and map points of the last ``capacity`` keyframes."""
+    """ORB descriptors of the features of the last ``capacity`` keyframes, with their map
+    points."""
 
     def __init__(self, capacity: int = 8, n_features: int = 1000, ratio: float = 0.8):
         self.keyframes: deque[KeyframeFeatures] = deque(maxlen=capacity)
@@ -94,14 +95,13 @@ class KeyframeMemory:
 
     def add(self, stamp_ns: int, grey: np.ndarray, world: np.ndarray, px: np.ndarray,
             Xw: np.ndarray, min_points: int) -> None:
-        """Keep a keyframe: the features at ``px`` that have a map point ``Xw``."""
-        mapped = np.flatnonzero(np.isfinite(Xw[:, 2]))
-        idx, desc = upright_orb(grey, px[mapped], self.orb)
-        if len(idx) >= min_points:
-            sel = mapped[idx]
+        """Keep a keyframe: the features at ``px`` with their map points ``Xw`` (NaN: none;
+        those serve the rotation-only model)."""
+        idx, desc = upright_orb(grey, px, self.orb)
+        if np.isfinite(Xw[idx, 2]).sum() >= min_points:
             self.keyframes.append(KeyframeFeatures(stamp_ns, world.copy(),
-                                                   px[sel].astype(np.float32), desc,
-                                                   Xw[sel].copy()))
+                                                   px[idx].astype(np.float32), desc,
+                                                   Xw[idx].copy()))
 
     def describe(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ORB corners of a frame and their upright descriptors."""
@@ -137,10 +137,13 @@ def _verify(kf: KeyframeFeatures, px: np.ndarray, px_kf: np.ndarray, Xw: np.ndar
             ) -> Recovery | None:
     """Geometric verification of matches with keyframe ``kf``: PnP on its map points, else the
     rotation-only model on the rays."""
-    T_cw, inl = pnp_pose(Xw, px, K, threshold_px)
-    if T_cw is not None and inl.sum() >= min_points:
-        return Recovery(np.linalg.inv(T_cw), "pnp", kf, px[inl], Xw[inl], int(inl.sum()),
-                        len(px))
+    mapped = np.flatnonzero(np.isfinite(Xw[:, 2]))
+    if len(mapped) >= min_points:
+        T_cw, inl = pnp_pose(Xw[mapped], px[mapped], K, threshold_px)
+        if T_cw is not None and inl.sum() >= min_points:
+            sel = mapped[inl]
+            return Recovery(np.linalg.inv(T_cw), "pnp", kf, px[sel], Xw[sel], len(sel),
+                            len(px))
     f_px = 0.5 * (K[0, 0] + K[1, 1])
     b0, b1 = bearings(px_kf, K), bearings(px, K)
     R, inl = rotation_only(b0, b1, 2.0 * threshold_px / f_px)     # R_frame_kf

@@ -322,7 +322,13 @@ class GeometricPose:
             self.T_w_last = self.kf.world.copy()
             timings["pose"] = (time.perf_counter() - t1) * 1e3
             return self.kf.world.copy(), step
-        R_rot, rot_inl = self._rotation_model(sel, K, step)
+        try:
+            R_rot, rot_inl = self._rotation_model(sel, K, step)
+        except GeometryFailure:            # the tracks followed no one motion: try matching
+            rec = self._recover(cur, vc, K, lk_failed=True)
+            if rec is None:
+                raise
+            return rec
         T, drop, want_kf = self._relative_pose(sel, K, R_rot, rot_inl, step)
         timings["pose"] = (time.perf_counter() - t1) * 1e3
         if self._keyframe_due(want_kf, n):

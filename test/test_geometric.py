@@ -502,7 +502,7 @@ def test_tracker_restarts_itself_when_the_camera_changes_between_two_frames(mode
 
 
 def test_motion_prior_trusts_the_network_only_while_it_agrees_with_geometry():
-    from vode_ros.tracker import MotionPrior
+    from vode_ros.motion_prior import MotionPrior
     turn = Rotation.from_euler("y", 2.0, degrees=True).as_matrix()
     prior = MotionPrior()
     assert prior.trust_network()                                   # nothing scored yet

@@ -2,14 +2,23 @@
 camera with fast turns; a blank stretch, then places seen before)."""
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
+import model_factory as mf
 import numpy as np
 import pytest
+from test_geometric import (
+    make_vo,
+    path_length,
+    relative,
+    render,
+    rotation_errors_deg,
+    run,
+    sim3_ate,
+    synth,
+)
 
-import model_factory as mf
-from test_geometric import (CAM, make_vo, relative, render, rotation_errors_deg, run, sim3_ate,
-                            path_length, synth)
 from vode_ros.flow import pyramid_levels
 from vode_ros.geometry import rotation_angle_deg
 from vode_ros.odometry import LOST, TRACKING
@@ -37,7 +46,7 @@ def handheld(room):
 def test_handheld_trajectory_has_bursts_of_fast_turns(handheld):
     poses, _ = handheld
     steps = np.array([rotation_angle_deg(np.linalg.inv(a) @ b)
-                      for a, b in zip(poses[:-1], poses[1:])])
+                      for a, b in itertools.pairwise(poses)])
     fast = steps > 10
     assert fast.sum() == 12 and steps[fast].min() > 11.5 and steps.max() < 17.5
     assert np.median(steps) < 2.0

@@ -39,8 +39,8 @@ def corners(img: np.ndarray) -> np.ndarray:
 
 def lk(prev: np.ndarray, cur: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Corners followed from ``prev`` to ``cur``, forward-backward checked (1 px)."""
-    params = dict(winSize=(21, 21), maxLevel=3,
-                  criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    params = {"winSize": (21, 21), "maxLevel": 3,
+              "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)}
     p1, st, _ = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **params)
     pb, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1, None, **params)
     ok = (st.ravel() == 1) & (st2.ravel() == 1) & \

@@ -15,14 +15,33 @@ from vode_ros.bundle_adjustment import bundle_adjust
 from vode_ros.camera import Camera
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.depth import sample_depth
-from vode_ros.flow import (detect_features, pyramid_levels, rotation_flow_guess,
-                           select_correspondences, track_dis, track_lk, working_grey)
-from vode_ros.geometry import invert, make_transform, rotation_angle_deg, transform_points
+from vode_ros.flow import (
+    detect_features,
+    pyramid_levels,
+    rotation_flow_guess,
+    select_correspondences,
+    track_dis,
+    track_lk,
+    working_grey,
+)
+from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
-from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
-                                median_scale, normalise, pnp_pose, project, rotation_parallax,
-                                translation_given_rotation, triangulate_multiview)
+from vode_ros.motion_prior import MotionPrior
+from vode_ros.multiview import (
+    TwoView,
+    bearings,
+    essential_pose,
+    fit_ground_plane,
+    median_scale,
+    normalise,
+    pnp_pose,
+    project,
+    rotation_parallax,
+    translation_given_rotation,
+    triangulate_multiview,
+)
 from vode_ros.pose import FrameData, PoseResult
+from vode_ros.tracks import Tracks
 from vode_ros.wide_baseline import KeyframeMemory, Recovery
 
 CACHE_KEY = "vode.geometric"
@@ -53,44 +72,6 @@ class _Keyframe:
 
 
 @dataclass
-class Tracks:
-    """The features the tracker follows: parallel arrays, one row per feature."""
-
-    px: np.ndarray                # (N, 2) float32: in the last frame
-    px_kf: np.ndarray             # (N, 2) float32: in the keyframe
-    vel: np.ndarray               # (N, 2) float32: last image motion, NaN when new
-    Xw: np.ndarray                # (N, 3): map point in the backend's world, NaN: none
-    obs: np.ndarray               # (N, W, 3): unit ray in each keyframe of the window, NaN: unseen
-
-    @classmethod
-    def detected(cls, pts: np.ndarray, window: int) -> Tracks:
-        """New tracks at ``pts`` (in the last frame and the keyframe alike), no map points, no
-        rays yet; ``window``: how many keyframes ``obs`` holds."""
-        n = len(pts)
-        px = pts.astype(np.float32).copy()
-        return cls(px, px.copy(), np.full((n, 2), np.nan, np.float32), np.full((n, 3), np.nan),
-                   np.full((n, window, 3), np.nan))
-
-    def __len__(self) -> int:
-        return len(self.px)
-
-    def kept(self, mask: np.ndarray) -> Tracks:
-        """The tracks selected by ``mask`` (bool or indices)."""
-        return Tracks(self.px[mask], self.px_kf[mask], self.vel[mask], self.Xw[mask],
-                      self.obs[mask])
-
-    def slide_window(self) -> None:
-        """The oldest keyframe leaves the window: its rays go, an empty column comes last."""
-        self.obs = np.concatenate([self.obs[:, 1:], np.full((len(self.obs), 1, 3), np.nan)], 1)
-
-    def extended(self, more: Tracks) -> Tracks:
-        """These tracks followed by ``more``."""
-        return Tracks(*(np.concatenate([a, b]) for a, b in
-                        ((self.px, more.px), (self.px_kf, more.px_kf), (self.vel, more.vel),
-                         (self.Xw, more.Xw), (self.obs, more.obs))))
-
-
-@dataclass
 class Step:
     """What one frame did inside GeometricPose (diagnostics and tests)."""
 
@@ -103,38 +84,6 @@ class Step:
     parallax_px: float = 0.0
     scale_method: str = ""
     note: str = ""
-
-
-class MotionPrior:
-    """Which rotation prediction the tracker trusts: the pose network's (hybrid) or constant
-    velocity (the last step's rotation again). Both are scored against the rotation geometry
-    then finds (median angle of the last ``window`` frames); the network is trusted while its
-    errors are no larger than constant velocity's."""
-
-    def __init__(self, window: int = 30):
-        self.errors: dict[str, deque[float]] = {"network": deque(maxlen=window),
-                                                "constant velocity": deque(maxlen=window)}
-        self.last_R: np.ndarray | None = None          # R_cur_prev of the last step
-        self.pending: dict[str, np.ndarray] = {}
-
-    def predict(self, network_R: np.ndarray | None) -> None:
-        """The predictions for the frame being tracked (scored when it is placed)."""
-        self.pending = {}
-        if network_R is not None:
-            self.pending["network"] = network_R
-        if self.last_R is not None:
-            self.pending["constant velocity"] = self.last_R
-
-    def observe(self, R_cur_prev: np.ndarray, consecutive: bool) -> None:
-        """Geometry placed the frame: score the predictions, remember the step's rotation."""
-        for name, R in self.pending.items():
-            self.errors[name].append(rotation_angle_deg(R.T @ R_cur_prev))
-        self.pending = {}
-        self.last_R = R_cur_prev.copy() if consecutive else None
-
-    def trust_network(self) -> bool:
-        net, cv = self.errors["network"], self.errors["constant velocity"]
-        return not net or not cv or float(np.median(net)) <= float(np.median(cv))
 
 
 class GeometryFailure(Exception):

@@ -6,43 +6,26 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from vode_ros.bundle_adjustment import bundle_adjust
-from vode_ros.camera import Camera
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.depth import sample_depth
-from vode_ros.flow import (
-    detect_features,
-    pyramid_levels,
-    rotation_flow_guess,
-    select_correspondences,
-    track_dis,
-    track_lk,
-    working_grey,
-)
+from vode_ros.flow import (detect_features, pyramid_levels, rotation_flow_guess,
+                           select_correspondences, track_dis, track_lk, working_grey)
 from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.motion_prior import MotionPrior
-from vode_ros.multiview import (
-    TwoView,
-    bearings,
-    essential_pose,
-    fit_ground_plane,
-    median_scale,
-    normalise,
-    pnp_pose,
-    project,
-    rotation_parallax,
-    translation_given_rotation,
-    triangulate_multiview,
-)
+from vode_ros.multiview import (TwoView, bearings, essential_pose, fit_ground_plane,
+                                median_scale, normalise, pnp_pose, project, rotation_parallax,
+                                translation_given_rotation, triangulate_multiview)
 from vode_ros.pose import FrameData, PoseResult
-from vode_ros.tracks import Tracks
+from vode_ros.tracks import GeometryFailure, Keyframe, Step, Tracks, View
 from vode_ros.wide_baseline import KeyframeMemory, Recovery
+
+__all__ = ["GeometricPose", "GeometryFailure", "Step"]
 
 CACHE_KEY = "vode.geometric"
 
@@ -52,46 +35,6 @@ NO_ROTATION = "no motion model fits the tracks"
 TEXTURELESS = "textureless or dark frame"
 
 GROUND_GAIN = 0.1             # fraction (log scale) of the ground-height correction per keyframe
-
-
-@dataclass
-class _View:
-    """What the backend keeps of one frame (in ``FrameData.cache``)."""
-
-    grey: np.ndarray
-    camera: Camera
-    world: np.ndarray | None = None          # pose of the frame in the backend's world
-
-
-@dataclass
-class _Keyframe:
-    stamp_ns: int
-    world: np.ndarray                        # T_world_keyframe
-    size: tuple[int, int]                    # working image (w, h)
-    depth: np.ndarray | None                 # learned depth of the keyframe (network size)
-
-
-@dataclass
-class Step:
-    """What one frame did inside GeometricPose (diagnostics and tests)."""
-
-    method: str = ""              # static | rotation | pnp | essential | restart |
-    #                               wide-baseline pnp | wide-baseline rotation
-    keyframe: bool = False
-    tracks: int = 0
-    inliers: int = 0
-    inlier_ratio: float = 0.0
-    parallax_px: float = 0.0
-    scale_method: str = ""
-    note: str = ""
-
-
-class GeometryFailure(Exception):
-    """Geometry cannot answer for this frame; ``category`` is a short, number-free reason."""
-
-    def __init__(self, category: str, detail: str = ""):
-        super().__init__(f"{category} ({detail})" if detail else category)
-        self.category = category
 
 
 class GeometricPose:
@@ -130,9 +73,9 @@ class GeometricPose:
         return self.scale_source == "depth" and self.depth_metric
 
     def reset(self) -> None:
-        self.kf: _Keyframe | None = None
+        self.kf: Keyframe | None = None
         self.K: np.ndarray | None = None
-        self.last: _View | None = None
+        self.last: View | None = None
         self.last_stamp: int | None = None
         self.T_w_last = np.eye(4)
         self.win: list[np.ndarray] = []           # keyframe poses of the window, oldest first
@@ -167,11 +110,11 @@ class GeometricPose:
         self.tracks = self.tracks.kept(mask)
 
     # -- per-frame views -------------------------------------------------------------------------
-    def view(self, frame: FrameData) -> _View:
+    def view(self, frame: FrameData) -> View:
         v = frame.cache.get(CACHE_KEY)
         if v is None:
             grey, cam = working_grey(frame.image, frame.camera, self.flow.max_pixels)
-            v = _View(grey, cam)
+            v = View(grey, cam)
             frame.cache[CACHE_KEY] = v
         return v
 
@@ -235,7 +178,7 @@ class GeometricPose:
         return float(np.median(self.speeds)) if self.speeds else None
 
     # -- one frame, step by step -----------------------------------------------------------------
-    def _track(self, prev: FrameData, cur: FrameData, vp: _View, vc: _View,
+    def _track(self, prev: FrameData, cur: FrameData, vp: View, vc: View,
                timings: dict[str, float]) -> tuple[np.ndarray, Step]:
         """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
         c = self.cfg
@@ -292,7 +235,7 @@ class GeometricPose:
         return T, step
 
     # -- wide-baseline recovery and relocalisation -------------------------------------------------
-    def _recover(self, cur: FrameData, vc: _View, K: np.ndarray, lk_failed: bool
+    def _recover(self, cur: FrameData, vc: View, K: np.ndarray, lk_failed: bool
                  ) -> tuple[np.ndarray, Step] | None:
         """Place ``cur`` by ORB matches against the recent keyframes (``vode_ros.wide_baseline``)
         and restart the tracks there, in the map's frame and scale: where Lucas-Kanade lost the
@@ -314,7 +257,7 @@ class GeometricPose:
         self.T_w_last = rec.world.copy()
         return rec.world.copy(), step
 
-    def _adopt(self, cur: FrameData, vc: _View, rec: Recovery) -> None:
+    def _adopt(self, cur: FrameData, vc: View, rec: Recovery) -> None:
         """``cur``, placed by ``rec``, becomes the keyframe; its verified matches become tracks
         with their map points, fresh features top them up."""
         vc.world = rec.world.copy()
@@ -328,7 +271,7 @@ class GeometricPose:
                 self.memory.add(cur.stamp_ns, vc.grey, rec.world, self.tracks.px,
                                 self.tracks.Xw, self.cfg.min_pnp_points)
 
-    def _needs_restart(self, vp: _View, vc: _View) -> bool:
+    def _needs_restart(self, vp: View, vc: View) -> bool:
         """No keyframe yet, or the previous frame unplaced, or the camera or image size changed."""
         return (self.kf is None or self.last is None or vp.world is None
                 or vc.camera != self.last.camera or vc.grey.shape != self.last.grey.shape)
@@ -354,7 +297,7 @@ class GeometricPose:
                 return tr.px + np.where(known[:, None], tr.vel, np.median(tr.vel[known], axis=0))
         return None
 
-    def _track_flow(self, prev: FrameData, cur: FrameData, vc: _View) -> np.ndarray:
+    def _track_flow(self, prev: FrameData, cur: FrameData, vc: View) -> np.ndarray:
         """Track the features from the last frame into ``cur`` (pyramidal LK from the predicted
         positions, or dense DIS flow), forward-backward checked, and drop the lost ones.
         Returns the forward-backward errors of the tracks kept."""
@@ -541,13 +484,13 @@ class GeometricPose:
             self.map_median_depth *= f
 
     # -- keyframes and the map -------------------------------------------------------------------
-    def _restart(self, frame: FrameData, view: _View, world: np.ndarray) -> None:
+    def _restart(self, frame: FrameData, view: View, world: np.ndarray) -> None:
         """``frame`` becomes the keyframe with fresh features and no map (the map's median depth,
         if there was one, carries the scale to the next map)."""
         if view.world is None:
             view.world = world.copy()
         self.K = view.camera.K
-        self.kf = _Keyframe(frame.stamp_ns, view.world.copy(),
+        self.kf = Keyframe(frame.stamp_ns, view.world.copy(),
                             (view.grey.shape[1], view.grey.shape[0]), frame.depth)
         self.win = [view.world.copy()]
         self._set_tracks(self._detect(view.grey, self.flow.max_features))
@@ -562,7 +505,7 @@ class GeometricPose:
         return detect_features(grey, count, f.min_distance_px, existing=existing,
                                grid=(f.grid_cols, f.grid_rows), method=f.detector)
 
-    def _lift_with_depth(self, frame: FrameData, view: _View) -> None:
+    def _lift_with_depth(self, frame: FrameData, view: View) -> None:
         """Map points from the learned depth at the keyframe for the tracks without one (map
         units = depth units when the depth is the scale source)."""
         if frame.depth is None:
@@ -577,7 +520,7 @@ class GeometricPose:
         X[~(np.isfinite(d) & (d > 0))] = np.nan
         tr.Xw[miss] = transform_points(self.kf.world, X)
 
-    def _new_keyframe(self, cur: FrameData, vc: _View, T_w_cur: np.ndarray) -> np.ndarray:
+    def _new_keyframe(self, cur: FrameData, vc: View, T_w_cur: np.ndarray) -> np.ndarray:
         """``cur`` becomes the keyframe: the window takes it, tracks seen from two keyframes of
         the window or more are triangulated from all of them, features are topped up."""
         if len(self.win) >= self.tracks.obs.shape[1]:      # slide: the oldest keyframe leaves
@@ -591,7 +534,7 @@ class GeometricPose:
                 self._ground_rescale(T_w_cur)
             T_w_cur = self._bundle_adjust(vc.camera.K, T_w_cur)
         self.tracks.px_kf = self.tracks.px.copy()
-        self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
+        self.kf = Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
         if self.cfg.relocalisation_keyframes > 0:
             self.memory.add(cur.stamp_ns, vc.grey, T_w_cur, self.tracks.px, self.tracks.Xw,

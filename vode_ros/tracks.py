@@ -1,12 +1,15 @@
-"""The features the keyframe tracker follows (``vode_ros.tracker``): where each is in the last
-frame and in the keyframe, its last image motion, its map point and its rays in the keyframes of
-the window, as parallel arrays.
+"""The keyframe tracker's state (``vode_ros.tracker``): the features it follows (where each is
+in the last frame and in the keyframe, its last image motion, its map point and its rays in the
+keyframes of the window, as parallel arrays), what it keeps of a frame and of its keyframe, what
+one frame did, and why geometry gives up on a frame.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from vode_ros.camera import Camera
 
 
 @dataclass
@@ -45,3 +48,45 @@ class Tracks:
         return Tracks(*(np.concatenate([a, b]) for a, b in
                         ((self.px, more.px), (self.px_kf, more.px_kf), (self.vel, more.vel),
                          (self.Xw, more.Xw), (self.obs, more.obs))))
+
+
+@dataclass
+class View:
+    """What the backend keeps of one frame (in ``FrameData.cache``)."""
+
+    grey: np.ndarray
+    camera: Camera
+    world: np.ndarray | None = None          # pose of the frame in the backend's world
+
+
+@dataclass
+class Keyframe:
+    """What the tracker keeps of its keyframe."""
+
+    stamp_ns: int
+    world: np.ndarray                        # T_world_keyframe
+    size: tuple[int, int]                    # working image (w, h)
+    depth: np.ndarray | None                 # learned depth of the keyframe (network size)
+
+
+@dataclass
+class Step:
+    """What one frame did inside GeometricPose (diagnostics and tests)."""
+
+    method: str = ""              # static | rotation | pnp | essential | restart |
+    #                               wide-baseline pnp | wide-baseline rotation
+    keyframe: bool = False
+    tracks: int = 0
+    inliers: int = 0
+    inlier_ratio: float = 0.0
+    parallax_px: float = 0.0
+    scale_method: str = ""
+    note: str = ""
+
+
+class GeometryFailure(Exception):
+    """Geometry cannot answer for this frame; ``category`` is a short, number-free reason."""
+
+    def __init__(self, category: str, detail: str = ""):
+        super().__init__(f"{category} ({detail})" if detail else category)
+        self.category = category

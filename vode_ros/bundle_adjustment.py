@@ -3,11 +3,13 @@ together by robust (Huber) least squares on the reprojection errors.
 
 The problem is sparse (each observation depends on one pose and one point): Levenberg-Marquardt
 on the analytic Jacobian, each step solved by the Schur complement on the points (the reduced
-system is as wide as six times the free keyframes), the Huber kernel by reweighting; solves it in a few milliseconds for a window of keyframes and a few hundred
-points. The gauge is held as monocular odometry needs it: the oldest keyframe does not move,
-and the map's scale is kept (the solution is rescaled about the oldest keyframe so that the
-distance from the oldest to the newest keyframe is what it was). The solver stops after
-``max_iterations`` or when its time budget is spent, with the best solution seen so far.
+system is as wide as six times the free keyframes), the Huber kernel by reweighting, then the
+observations beyond three Huber thresholds dropped: a few milliseconds for a window of keyframes
+and a few hundred points. The gauge is held as monocular odometry needs it: the keyframes marked
+fixed (the oldest at least) do not move, and the map's scale is kept (with one keyframe fixed,
+the solution is rescaled about it so that the oldest pair's distance is what it was). The
+solver stops after ``max_iterations`` or when its time budget is spent, with the best solution
+seen so far.
 
 Poses are ``T_world_camera`` (4x4); observations are unit rays in each keyframe's camera frame
 (``(N, W, 3)``, NaN where a point is not seen: the tracker's ``Tracks.obs``).

@@ -233,6 +233,32 @@ def test_reset_service_restarts_at_identity(graph, frames):
     assert (p.x, p.y, p.z) == (0.0, 0.0, 0.0) and m.pose.pose.orientation.w == 1.0
 
 
+def test_resolution_change_restarts_tracking_and_odometry_goes_on(graph, frames):
+    """A camera reconfigured to 320x240 (its camera_info too): tracking restarts at that size
+    with one log line, the pose is held through the restart, every later frame is answered."""
+    import cv2
+    node, peer = graph
+    for rgb, cam in frames[10:14]:
+        assert send_and_wait(peer, rgb, cam)[1], node.log()
+    before = peer.messages("odom")[-1].pose.pose
+    answered = []
+    for rgb, cam in frames[14:24]:
+        small = cv2.resize(rgb, (320, 240), interpolation=cv2.INTER_AREA)
+        stamp, ok = send_and_wait(peer, small, cam.scaled(320, 240))
+        answered.append(ok)
+        if len(answered) == 1:
+            first = [m for m in peer.messages("odom")
+                     if conv.stamp_to_ns(m.header.stamp) == stamp][0].pose.pose
+    assert all(answered), node.log()
+    assert first == before                                      # held through the restart
+    assert node.log().count("image size changed from 640x480 to 320x240") == 1, node.log()
+    assert "unexpected error" not in node.log()
+    for m in peer.messages("odom")[-9:]:
+        p, q = m.pose.pose.position, m.pose.pose.orientation
+        assert _finite(p.x, p.y, p.z, q.x, q.y, q.z, q.w)
+    assert peer.wait_for(lambda: peer.last_diagnostics()[1]["tracking"] == "TRACKING", 5)
+
+
 def test_burst_replaces_waiting_frame_and_counts_drops(graph, frames):
     node, peer = graph
     for rgb, cam in frames[:12]:            # as fast as we can publish: the node cannot keep up
@@ -373,3 +399,4 @@ def test_compressed_images(tmp_path, frames):
     finally:
         peer.close()
         node.stop()
+

@@ -373,7 +373,7 @@ def _add_synth(sub):
     p.add_argument("out", help="output folder")
     p.add_argument("--scene", default="room", help="room, corridor or street")
     p.add_argument("--trajectory", default="straight",
-                   help="straight, turn, loop, rotation or static")
+                   help="straight, turn, loop, rotation, static or handheld (fast turns)")
     p.add_argument("--frames", type=int, default=60, help="number of frames")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)

@@ -172,6 +172,37 @@ class PoseConfig:
     fallback_sigma_scale: float = _p(
         10.0, "Standard-deviation factor of a step from the network fallback (and the largest "
         "for a geometric step).", low=1.0, high=1.0e6)
+    relocalisation_keyframes: int = _p(
+        8, "Recent keyframes whose map points are kept with ORB descriptors for wide-baseline "
+        "matching: a frame Lucas-Kanade cannot follow, or the frames after tracking was lost, "
+        "are matched to them (ratio test, then PnP in RANSAC on their map points, else the "
+        "rotation alone) and placed in the map again; 0 turns it off.", low=0, high=1000)
+    relocalisation_frames: int = _p(
+        30, "After a loss, frames during which relocalisation against the kept keyframes is "
+        "tried before the new map is kept.", low=0, high=100000)
+    recover_survivor_fraction: float = _p(
+        0.0, "Wide-baseline matching is also tried when fewer than this fraction of the tracked "
+        "features survive Lucas-Kanade from one frame to the next (0: only when fewer than "
+        "pose.min_tracks survive; where enough survive, their geometry is the better answer).",
+        low=0.0, high=1.0)
+    orb_features: int = _p(
+        1000, "ORB corners described in a frame to recover.", low=50, high=100000)
+    orb_ratio: float = _p(
+        0.8, "Lowe's ratio test for ORB matches (best Hamming distance over the second best).",
+        low=0.1, high=1.0)
+    bundle_adjustment_iterations: int = _p(
+        0, "Local bundle adjustment after each keyframe: Levenberg-Marquardt iterations over "
+        "the keyframe window's poses and map points (Huber kernel at pose.pnp_threshold_px, "
+        "outliers dropped, the oldest keyframe and the map's scale held; 6 is plenty); 0 turns "
+        "it off (the default: on KITTI it moved the trajectory away from the ground truth, see "
+        "docs/results.md).", low=0, high=1000)
+    bundle_adjustment_moves_newest: bool = _p(
+        False, "Whether the local bundle adjustment also moves the newest keyframe (the frame "
+        "being answered); off, it refines the older keyframes and the map the next frames are "
+        "tracked against, and the newest keyframe with the oldest hold the scale.")
+    bundle_adjustment_max_ms: float = _p(
+        15.0, "Time budget of one local bundle adjustment (milliseconds): it stops there with "
+        "the best solution so far.", low=0.1, high=10000.0)
 
 
 @dataclass
@@ -217,7 +248,11 @@ class FlowConfig:
     grid_rows: int = _p(6, "Rows of the grid features and correspondences are spread over.",
                         low=1, high=1000)
     lk_window: int = _p(11, "Lucas-Kanade window (pixels).", low=5, high=101)
-    lk_levels: int = _p(3, "Lucas-Kanade pyramid levels above the base image.", low=0, high=8)
+    lk_levels: int = _p(3, "Lucas-Kanade pyramid levels above the base image (the fewest).",
+                        low=0, high=8)
+    lk_max_levels: int = _p(
+        5, "Most Lucas-Kanade pyramid levels: more than flow.lk_levels are used where the "
+        "predicted image motion needs them (each level doubles the reach).", low=0, high=8)
     motion_prior: bool = _p(
         True, "Start LK from each feature's position predicted by its last image motion "
         "(constant velocity) instead of its last position.")

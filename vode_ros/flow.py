@@ -180,6 +180,16 @@ def track_lk(grey0: np.ndarray, grey1: np.ndarray, p0: np.ndarray, window: int =
     return Tracks(p1.astype(np.float32), fb, ok)
 
 
+def pyramid_levels(motion_px: float, window: int, base: int, most: int) -> int:
+    """Pyramid levels for Lucas-Kanade to follow ``motion_px`` of image motion: each level
+    doubles the reach of a ``window``-pixel window (about half a window at the base); never
+    fewer than ``base`` nor more than ``most``."""
+    if not np.isfinite(motion_px) or motion_px <= 0:
+        return base
+    need = int(np.ceil(np.log2(1.0 + motion_px / (0.5 * window))))
+    return int(np.clip(need, base, max(base, most)))
+
+
 # -- selection ---------------------------------------------------------------------------------
 def best_fraction(score: np.ndarray, keep_fraction: float, fb_threshold: float) -> np.ndarray:
     """Boolean mask of the points whose score is within the best ``keep_fraction`` and below

@@ -107,6 +107,9 @@ class VisualOdometry:
         reason, backend, sigma = "", "", 1.0
         dt = 0.0
         ok = True
+        resized = _size_change(self.reference, cur)
+        if resized:                      # tracking restarts at the new size, the pose held
+            self.reference, reason = None, resized
         if self.reference is not None:
             dt = (frame.stamp_ns - self.reference.stamp_ns) * 1e-9
             result = self._estimate_step(self.reference, cur, frame)
@@ -114,6 +117,8 @@ class VisualOdometry:
             timings["pose_model"] = result.timings_ms.get("model", 0.0)
             if "total" in result.timings_ms:        # the geometric part (geometric, hybrid)
                 timings["pose_geometry"] = result.timings_ms["total"]
+            if "bundle_adjustment" in result.timings_ms:     # inside pose_geometry
+                timings["pose_bundle_adjustment"] = result.timings_ms["bundle_adjustment"]
             backend, reason, ok = result.backend, result.reason, result.ok
             if ok:
                 step, sigma = result.T, result.sigma_scale
@@ -134,7 +139,7 @@ class VisualOdometry:
                 twist = np.zeros(6)
             self.reference = cur
             self.lost_frames = 0
-            self.tracking = TRACKING
+            self.tracking = INITIALIZING if resized else TRACKING
             twist_cov = q / max(dt, 1e-3) ** 2
         else:
             inflated = q * self.cfg.lost_covariance_inflation
@@ -187,19 +192,30 @@ class VisualOdometry:
         if not is_finite_transform(T):
             return PoseResult(np.eye(4), ok=False, backend=result.backend,
                               reason="pose estimate is not a finite rigid transform")
+        # after lost frames the step spans them all: the limits are per frame
+        spanned = 1 + self.lost_frames
         trans = float(np.linalg.norm(T[:3, 3]))
-        if trans > self.cfg.max_translation_per_frame:
+        if trans > self.cfg.max_translation_per_frame * spanned:
             return PoseResult(np.eye(4), ok=False, backend=result.backend,
                               reason=f"step translation {trans:.3f} exceeds "
                                      f"odometry.max_translation_per_frame "
-                                     f"{self.cfg.max_translation_per_frame}")
+                                     f"{self.cfg.max_translation_per_frame} x {spanned} frame(s)")
         angle = rotation_angle_deg(T)
-        if angle > self.cfg.max_rotation_per_frame_deg:
+        if angle > self.cfg.max_rotation_per_frame_deg * spanned:
             return PoseResult(np.eye(4), ok=False, backend=result.backend,
                               reason=f"step rotation {angle:.1f} deg exceeds "
                                      f"odometry.max_rotation_per_frame_deg "
-                                     f"{self.cfg.max_rotation_per_frame_deg}")
+                                     f"{self.cfg.max_rotation_per_frame_deg} x {spanned} frame(s)")
         return result
+
+
+def _size_change(ref: FrameData | None, cur: FrameData) -> str:
+    """Why tracking restarts at ``cur`` (its image size is not the reference's), or ''."""
+    if ref is None or ref.image.shape[:2] == cur.image.shape[:2]:
+        return ""
+    (h0, w0), (h1, w1) = ref.image.shape[:2], cur.image.shape[:2]
+    return (f"image size changed from {w0}x{h0} to {w1}x{h1}: tracking restarts at the new "
+            f"size (intrinsics fx={cur.camera.fx:.1f} fy={cur.camera.fy:.1f}), the pose held")
 
 
 def _propagate(pose: np.ndarray, step_cov: np.ndarray) -> np.ndarray:

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from vode_ros.camera import Camera
+from vode_ros.bundle_adjustment import bundle_adjust
 from vode_ros.config import FlowConfig, PoseConfig
-from vode_ros.depth import sample_depth
 from vode_ros.flow import (
     detect_features,
+    pyramid_levels,
     rotation_flow_guess,
     select_correspondences,
     track_dis,
@@ -24,22 +23,23 @@ from vode_ros.flow import (
 )
 from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
+from vode_ros.map_scale import MapScale
+from vode_ros.motion_prior import MotionPrior
 from vode_ros.multiview import (
-    TwoView,
     bearings,
     essential_pose,
-    fit_ground_plane,
-    median_scale,
-    normalise,
     pnp_pose,
     project,
     rotation_parallax,
-    translation_given_rotation,
     triangulate_multiview,
 )
 from vode_ros.pose import FrameData, PoseResult
 from vode_ros.scale.ground import GroundScale
 from vode_ros.scale.status import ScaleStatus
+from vode_ros.tracks import GeometryFailure, Keyframe, Step, Tracks, View
+from vode_ros.wide_baseline import KeyframeMemory, Recovery
+
+__all__ = ["GeometricPose", "GeometryFailure", "Step"]
 
 CACHE_KEY = "vode.geometric"
 
@@ -49,84 +49,7 @@ NO_ROTATION = "no motion model fits the tracks"
 TEXTURELESS = "textureless or dark frame"
 
 
-@dataclass
-class _View:
-    """What the backend keeps of one frame (in ``FrameData.cache``)."""
-
-    grey: np.ndarray
-    camera: Camera
-    world: np.ndarray | None = None          # pose of the frame in the backend's world
-
-
-@dataclass
-class _Keyframe:
-    stamp_ns: int
-    world: np.ndarray                        # T_world_keyframe
-    size: tuple[int, int]                    # working image (w, h)
-    depth: np.ndarray | None                 # learned depth of the keyframe (network size)
-
-
-@dataclass
-class Tracks:
-    """The features the tracker follows: parallel arrays, one row per feature."""
-
-    px: np.ndarray                # (N, 2) float32: in the last frame
-    px_kf: np.ndarray             # (N, 2) float32: in the keyframe
-    vel: np.ndarray               # (N, 2) float32: last image motion, NaN when new
-    Xw: np.ndarray                # (N, 3): map point in the backend's world, NaN: none
-    obs: np.ndarray               # (N, W, 3): unit ray in each keyframe of the window, NaN: unseen
-
-    @classmethod
-    def detected(cls, pts: np.ndarray, window: int) -> Tracks:
-        """New tracks at ``pts`` (in the last frame and the keyframe alike), no map points, no
-        rays yet; ``window``: how many keyframes ``obs`` holds."""
-        n = len(pts)
-        px = pts.astype(np.float32).copy()
-        return cls(px, px.copy(), np.full((n, 2), np.nan, np.float32), np.full((n, 3), np.nan),
-                   np.full((n, window, 3), np.nan))
-
-    def __len__(self) -> int:
-        return len(self.px)
-
-    def kept(self, mask: np.ndarray) -> Tracks:
-        """The tracks selected by ``mask`` (bool or indices)."""
-        return Tracks(self.px[mask], self.px_kf[mask], self.vel[mask], self.Xw[mask],
-                      self.obs[mask])
-
-    def slide_window(self) -> None:
-        """The oldest keyframe leaves the window: its rays go, an empty column comes last."""
-        self.obs = np.concatenate([self.obs[:, 1:], np.full((len(self.obs), 1, 3), np.nan)], 1)
-
-    def extended(self, more: Tracks) -> Tracks:
-        """These tracks followed by ``more``."""
-        return Tracks(*(np.concatenate([a, b]) for a, b in
-                        ((self.px, more.px), (self.px_kf, more.px_kf), (self.vel, more.vel),
-                         (self.Xw, more.Xw), (self.obs, more.obs))))
-
-
-@dataclass
-class Step:
-    """What one frame did inside GeometricPose (diagnostics and tests)."""
-
-    method: str = ""              # static | rotation | pnp | essential
-    keyframe: bool = False
-    tracks: int = 0
-    inliers: int = 0
-    inlier_ratio: float = 0.0
-    parallax_px: float = 0.0
-    scale_method: str = ""
-    note: str = ""
-
-
-class GeometryFailure(Exception):
-    """Geometry cannot answer for this frame; ``category`` is a short, number-free reason."""
-
-    def __init__(self, category: str, detail: str = ""):
-        super().__init__(f"{category} ({detail})" if detail else category)
-        self.category = category
-
-
-class GeometricPose:
+class GeometricPose(MapScale):
     """Keyframe-based monocular geometry: a ``PoseBackend``.
 
     It keeps a keyframe, the window of the last keyframes' poses (``win``), features tracked
@@ -174,9 +97,9 @@ class GeometricPose:
         return self.scale_source == "depth" and self.depth_metric
 
     def reset(self) -> None:
-        self.kf: _Keyframe | None = None
+        self.kf: Keyframe | None = None
         self.K: np.ndarray | None = None
-        self.last: _View | None = None
+        self.last: View | None = None
         self.last_stamp: int | None = None
         self.T_w_last = np.eye(4)
         self.win: list[np.ndarray] = []           # keyframe poses of the window, oldest first
@@ -186,7 +109,12 @@ class GeometricPose:
         self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
         if self.ground is not None:
             self.ground.reset()
+        self.motion = MotionPrior()
         self.last_step = Step()
+        self.ba_ms: float | None = None           # the last bundle adjustment's time
+        self.memory = KeyframeMemory(self.cfg.relocalisation_keyframes, self.cfg.orb_features,
+                                     self.cfg.orb_ratio)
+        self.relocalise_left = 0                  # frames left to relocalise after a loss
 
     # -- tracks ----------------------------------------------------------------------------------
     def _set_tracks(self, pts: np.ndarray) -> None:
@@ -206,11 +134,11 @@ class GeometricPose:
         self.tracks = self.tracks.kept(mask)
 
     # -- per-frame views -------------------------------------------------------------------------
-    def view(self, frame: FrameData) -> _View:
+    def view(self, frame: FrameData) -> View:
         v = frame.cache.get(CACHE_KEY)
         if v is None:
             grey, cam = working_grey(frame.image, frame.camera, self.flow.max_pixels)
-            v = _View(grey, cam)
+            v = View(grey, cam)
             frame.cache[CACHE_KEY] = v
         return v
 
@@ -219,11 +147,13 @@ class GeometricPose:
         t0 = time.perf_counter()
         vp, vc = self.view(prev), self.view(cur)
         timings = {"views": (time.perf_counter() - t0) * 1e3}
+        one_step = self.last_stamp == prev.stamp_ns         # prev is the frame tracked last
         try:
             T_w_cur, step = self._track(prev, cur, vp, vc, timings)
         except GeometryFailure as exc:
             self.prior_R = None
-            self._restart(cur, vc, vp.world if vp.world is not None else np.eye(4))
+            self._restart(cur, vc, vp.world if vp.world is not None else self.T_w_last)
+            self.relocalise_left = self.cfg.relocalisation_frames
             self.last_step = Step(note=exc.category)
             timings["total"] = (time.perf_counter() - t0) * 1e3
             return PoseResult(np.eye(4), ok=False, reason=f"geometric pose: {exc}",
@@ -231,6 +161,7 @@ class GeometricPose:
                               timings_ms=timings)
         vc.world = T_w_cur
         T = invert(vp.world) @ T_w_cur
+        self.motion.observe(T[:3, :3].T, consecutive=one_step)
         dt = (cur.stamp_ns - prev.stamp_ns) * 1e-9
         if dt > 0:
             self.speeds.append(float(np.linalg.norm(T[:3, 3])) / dt)
@@ -245,11 +176,11 @@ class GeometricPose:
         """Standard-deviation factor of the step from its inlier statistics: 1 at
         ``pose.covariance_reference_inliers`` inliers, growing as 1/sqrt(inliers) and with the
         outlier fraction; three times larger where translation is unobserved (rotation only)."""
-        if step.method == "static":
+        if step.method in ("static", "restart"):
             return 0.5
         n = max(step.inliers, 1)
         s = np.sqrt(self.cfg.covariance_reference_inliers / n) / max(step.inlier_ratio, 0.2)
-        if step.method == "rotation":
+        if step.method.endswith("rotation"):
             s *= 3.0
         return float(np.clip(s, 0.3, self.cfg.fallback_sigma_scale))
 
@@ -271,18 +202,32 @@ class GeometricPose:
         return float(np.median(self.speeds)) if self.speeds else None
 
     # -- one frame, step by step -----------------------------------------------------------------
-    def _track(self, prev: FrameData, cur: FrameData, vp: _View, vc: _View,
+    def _track(self, prev: FrameData, cur: FrameData, vp: View, vc: View,
                timings: dict[str, float]) -> tuple[np.ndarray, Step]:
         """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
         c = self.cfg
+        if vc.grey.shape != vp.grey.shape or vc.camera != vp.camera:
+            # another camera (a new image size or intrinsics): start again at ``cur``, the
+            # pose held (no feature of the old images can be followed into the new ones)
+            self.memory.clear()
+            self._restart(cur, vc, vp.world if vp.world is not None else self.T_w_last)
+            return vc.world.copy(), Step(method="restart", note="the camera changed")
         if self._needs_restart(vp, vc):
-            self._restart(prev, vp, vp.world if vp.world is not None else np.eye(4))
+            self._restart(prev, vp, vp.world if vp.world is not None else self.T_w_last)
         self._check_texture(vc.grey)
         K = vc.camera.K
         t0 = time.perf_counter()
+        n_before = len(self.tracks)
         fb = self._track_flow(prev, cur, vc)
         timings["flow"] = (time.perf_counter() - t0) * 1e3
         n = len(self.tracks)
+        if n < c.min_tracks or n < c.recover_survivor_fraction * n_before or \
+                self.relocalise_left > 0:
+            t0 = time.perf_counter()
+            rec = self._recover(cur, vc, K, lk_failed=n < c.min_tracks)
+            timings["wide_baseline"] = (time.perf_counter() - t0) * 1e3
+            if rec is not None:
+                return rec
         if n < c.min_tracks:
             raise GeometryFailure(TOO_FEW_FEATURES, f"{n} < pose.min_tracks {c.min_tracks}")
         t1 = time.perf_counter()
@@ -293,7 +238,13 @@ class GeometricPose:
             self.T_w_last = self.kf.world.copy()
             timings["pose"] = (time.perf_counter() - t1) * 1e3
             return self.kf.world.copy(), step
-        R_rot, rot_inl = self._rotation_model(sel, K, step)
+        try:
+            R_rot, rot_inl = self._rotation_model(sel, K, step)
+        except GeometryFailure:            # the tracks followed no one motion: try matching
+            rec = self._recover(cur, vc, K, lk_failed=True)
+            if rec is None:
+                raise
+            return rec
         T, drop, want_kf = self._relative_pose(sel, K, R_rot, rot_inl, step)
         timings["pose"] = (time.perf_counter() - t1) * 1e3
         if self._keyframe_due(want_kf, n):
@@ -302,10 +253,49 @@ class GeometricPose:
             T = self._new_keyframe(cur, vc, T)
             step.keyframe = True
             timings["keyframe"] = (time.perf_counter() - t2) * 1e3
+            if self.ba_ms is not None:
+                timings["bundle_adjustment"] = self.ba_ms
         self.T_w_last = T
         return T, step
 
-    def _needs_restart(self, vp: _View, vc: _View) -> bool:
+    # -- wide-baseline recovery and relocalisation -------------------------------------------------
+    def _recover(self, cur: FrameData, vc: View, K: np.ndarray, lk_failed: bool
+                 ) -> tuple[np.ndarray, Step] | None:
+        """Place ``cur`` by ORB matches against the recent keyframes (``vode_ros.wide_baseline``)
+        and restart the tracks there, in the map's frame and scale: where Lucas-Kanade lost the
+        features, or it kept too few, or after a loss (then only a pose on the map counts).
+        None where nothing verifies (tracking goes on as it can)."""
+        if len(self.memory) == 0:
+            return None
+        if self.relocalise_left > 0:
+            self.relocalise_left -= 1
+        rec = self.memory.recover(vc.grey, K, self.T_w_last[:3, 3], self.cfg.pnp_threshold_px,
+                                  self.cfg.min_pnp_points)
+        if rec is None or (rec.method != "pnp" and not lk_failed):
+            return None
+        self._adopt(cur, vc, rec)
+        self.relocalise_left = 0
+        step = Step(method=f"wide-baseline {rec.method}", keyframe=True, tracks=len(self.tracks),
+                    inliers=rec.inliers, inlier_ratio=rec.inliers / max(rec.matches, 1),
+                    note=f"matched to the keyframe of {rec.keyframe.stamp_ns} ns")
+        self.T_w_last = rec.world.copy()
+        return rec.world.copy(), step
+
+    def _adopt(self, cur: FrameData, vc: View, rec: Recovery) -> None:
+        """``cur``, placed by ``rec``, becomes the keyframe; its verified matches become tracks
+        with their map points, fresh features top them up."""
+        vc.world = rec.world.copy()
+        self._restart(cur, vc, rec.world)
+        if rec.method == "pnp":
+            matched = self._new_tracks(rec.px)
+            matched.Xw = rec.Xw.copy()
+            fresh = self._detect(vc.grey, self.flow.max_features - len(matched), existing=rec.px)
+            self.tracks = matched.extended(self._new_tracks(fresh))
+            if self.cfg.relocalisation_keyframes > 0:       # the next fast frame matches it
+                self.memory.add(cur.stamp_ns, vc.grey, rec.world, self.tracks.px,
+                                self.tracks.Xw, self.cfg.min_pnp_points)
+
+    def _needs_restart(self, vp: View, vc: View) -> bool:
         """No keyframe yet, or the previous frame unplaced, or the camera or image size changed."""
         return (self.kf is None or self.last is None or vp.world is None
                 or vc.camera != self.last.camera or vc.grey.shape != self.last.grey.shape)
@@ -318,17 +308,20 @@ class GeometricPose:
 
     def _flow_guess(self, prev: FrameData, K: np.ndarray) -> np.ndarray | None:
         """Where the features are expected in the new frame: moved by the rotation prior (the
-        pose network's, hybrid), else at constant image velocity (new tracks: the median)."""
+        pose network's, hybrid) while it has predicted geometry's rotation better than
+        constant velocity, else at constant image velocity (new tracks: the median)."""
         tr = self.tracks
-        if self.prior_R is not None and self.last_stamp == prev.stamp_ns and len(tr):
-            return rotation_flow_guess(tr.px, K, self.prior_R)
+        net = self.prior_R if self.last_stamp == prev.stamp_ns else None
+        self.motion.predict(net)
+        if net is not None and len(tr) and self.motion.trust_network():
+            return rotation_flow_guess(tr.px, K, net)
         if self.flow.motion_prior and len(tr):
             known = np.isfinite(tr.vel[:, 0])
             if known.any():
                 return tr.px + np.where(known[:, None], tr.vel, np.median(tr.vel[known], axis=0))
         return None
 
-    def _track_flow(self, prev: FrameData, cur: FrameData, vc: _View) -> np.ndarray:
+    def _track_flow(self, prev: FrameData, cur: FrameData, vc: View) -> np.ndarray:
         """Track the features from the last frame into ``cur`` (pyramidal LK from the predicted
         positions, or dense DIS flow), forward-backward checked, and drop the lost ones.
         Returns the forward-backward errors of the tracks kept."""
@@ -337,7 +330,11 @@ class GeometricPose:
         self.prior_R = None
         tracks = self.tracks
         if f.method == "lk":
-            tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, f.lk_levels,
+            levels = f.lk_levels
+            if guess is not None and len(guess):
+                motion = float(np.median(np.linalg.norm(guess - tracks.px, axis=1)))
+                levels = pyramid_levels(motion, f.lk_window, f.lk_levels, f.lk_max_levels)
+            tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, levels,
                           f.fb_threshold_px, guess)
         else:
             tr = track_dis(self.last.grey, vc.grey, tracks.px, f.fb_threshold_px)
@@ -454,74 +451,14 @@ class GeometricPose:
         return want_kf or n_tracks < self.flow.max_features * self.cfg.redetect_fraction
 
     # -- scale -----------------------------------------------------------------------------------
-    def _scale(self, two: TwoView, idx: np.ndarray, X0: np.ndarray, K: np.ndarray
-               ) -> tuple[float, str]:
-        """Length of the unit two-view translation whose inliers ``idx`` triangulated to ``X0``
-        (keyframe frame), and how it was found: the learned depth (scale source 'depth'), the
-        map points shared with the new triangulation, or the scene's median depth."""
-        z = X0[:, 2]
-        tr, kf = self.tracks, self.kf
-        if self.scale_source == "depth" and kf.depth is not None:
-            s = median_scale(sample_depth(kf.depth, tr.px_kf[idx], kf.size), z)
-            if np.isfinite(s):
-                return s, "depth"
-        shared = np.isfinite(tr.Xw[idx, 2])
-        if shared.sum() >= self.cfg.min_shared_points:
-            Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
-            s_depth = median_scale(Xk[:, 2], z[shared])
-            t = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
-                                           1.0 / K[0, 0])
-            s_map = float(t @ two.t) if t is not None else float("nan")
-            if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
-                return float(np.sqrt(s_depth * s_map)), "shared points"
-            if np.isfinite(s_depth):
-                return s_depth, "shared points"
-        # no map in common: keep the scene's median depth (first map: the learned depth's)
-        target = self.map_median_depth
-        if target is None and kf.depth is not None:
-            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
-            d = d[np.isfinite(d) & (d > 0)]
-            target = float(np.median(d)) if len(d) else None
-        return (target or 1.0) / float(np.median(z)), "median depth"
-
-    def _ground_rescale(self, vc: _View, T_w_cur: np.ndarray, stamp_ns: int) -> np.ndarray:
-        """Scale source 'ground': measure the camera height over the road between the last
-        keyframes and this one (``vode_ros.scale.ground``) and rescale the map and the window by
-        the filtered correction about the point it names (the first time the previous keyframe:
-        the step that measured it comes out in metres; later the current camera: the pose does
-        not jump). Returns the (rescaled) current pose."""
-        first = self.ground.status.updates == 0
-        f, c = self.ground.keyframe(vc.grey, vc.camera.K, T_w_cur, stamp_ns,
-                                    guess=self._sparse_ground_height(T_w_cur) if first else None)
-        if f == 1.0:
-            return T_w_cur
-        self.tracks.Xw = c + f * (self.tracks.Xw - c)
-        for T in self.win:
-            T[:3, 3] = c + f * (T[:3, 3] - c)
-        if self.map_median_depth is not None:
-            self.map_median_depth *= f
-        T_w_cur = T_w_cur.copy()
-        T_w_cur[:3, 3] = c + f * (T_w_cur[:3, 3] - c)
-        return T_w_cur
-
-    def _sparse_ground_height(self, T_w_cur: np.ndarray) -> float | None:
-        """A first guess of the camera height in the map's unit: a plane through the map points
-        below the camera (biased on roads; only the dense search's starting point)."""
-        mapped = np.isfinite(self.tracks.Xw[:, 2])
-        if mapped.sum() >= 10:
-            g = fit_ground_plane(transform_points(invert(T_w_cur), self.tracks.Xw[mapped]))
-            if g is not None:
-                return float(g[0])
-        return 0.1 * self.map_median_depth if self.map_median_depth else None
-
     # -- keyframes and the map -------------------------------------------------------------------
-    def _restart(self, frame: FrameData, view: _View, world: np.ndarray) -> None:
+    def _restart(self, frame: FrameData, view: View, world: np.ndarray) -> None:
         """``frame`` becomes the keyframe with fresh features and no map (the map's median depth,
         if there was one, carries the scale to the next map)."""
         if view.world is None:
             view.world = world.copy()
         self.K = view.camera.K
-        self.kf = _Keyframe(frame.stamp_ns, view.world.copy(),
+        self.kf = Keyframe(frame.stamp_ns, view.world.copy(),
                             (view.grey.shape[1], view.grey.shape[0]), frame.depth)
         self.win = [view.world.copy()]
         self._set_tracks(self._detect(view.grey, self.flow.max_features))
@@ -538,41 +475,59 @@ class GeometricPose:
         return detect_features(grey, count, f.min_distance_px, existing=existing,
                                grid=(f.grid_cols, f.grid_rows), method=f.detector)
 
-    def _lift_with_depth(self, frame: FrameData, view: _View) -> None:
-        """Map points from the learned depth at the keyframe for the tracks without one (map
-        units = depth units when the depth is the scale source)."""
-        if frame.depth is None:
-            return
-        tr = self.tracks
-        miss = ~np.isfinite(tr.Xw[:, 2])
-        if not miss.any():
-            return
-        d = sample_depth(frame.depth, tr.px_kf[miss], self.kf.size)
-        X = bearings(tr.px_kf[miss], view.camera.K)
-        X = X / X[:, 2:3] * d[:, None]
-        X[~(np.isfinite(d) & (d > 0))] = np.nan
-        tr.Xw[miss] = transform_points(self.kf.world, X)
-
-    def _new_keyframe(self, cur: FrameData, vc: _View, T_w_cur: np.ndarray) -> np.ndarray:
+    def _new_keyframe(self, cur: FrameData, vc: View, T_w_cur: np.ndarray) -> np.ndarray:
         """``cur`` becomes the keyframe: the window takes it, tracks seen from two keyframes of
         the window or more are triangulated from all of them, features are topped up."""
         if len(self.win) >= self.tracks.obs.shape[1]:      # slide: the oldest keyframe leaves
             self.win = self.win[1:]
             self.tracks.slide_window()
         self.win.append(T_w_cur.copy())
+        self.ba_ms = None
         if len(self.tracks):
             self._triangulate_window(vc.camera.K, T_w_cur)
             if self.ground is not None:
                 T_w_cur = self._ground_rescale(vc, T_w_cur, cur.stamp_ns)
+            T_w_cur = self._bundle_adjust(vc.camera.K, T_w_cur)
         self.tracks.px_kf = self.tracks.px.copy()
-        self.kf = _Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
+        self.kf = Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
+        if self.cfg.relocalisation_keyframes > 0:
+            self.memory.add(cur.stamp_ns, vc.grey, T_w_cur, self.tracks.px, self.tracks.Xw,
+                            self.cfg.min_pnp_points)
         missing = self.flow.max_features - len(self.tracks)
         if missing > 0.1 * self.flow.max_features:
             self._append_tracks(self._detect(vc.grey, missing, existing=self.tracks.px))
         if self.scale_source == "depth":
             self._lift_with_depth(cur, vc)
         return T_w_cur
+
+    def _bundle_adjust(self, K: np.ndarray, T_w_cur: np.ndarray) -> np.ndarray:
+        """Local bundle adjustment of the window (``vode_ros.bundle_adjustment``): keyframe
+        poses and map points refined together, the oldest keyframe and the scale held; map
+        points it finds off their tracks leave the map. Returns the newest keyframe's pose."""
+        c, tr = self.cfg, self.tracks
+        if c.bundle_adjustment_iterations <= 0 or len(self.win) < 2:
+            return T_w_cur
+        m = len(self.win)
+        res = bundle_adjust(np.stack(self.win), tr.Xw, tr.obs[:, :m],
+                            0.5 * (K[0, 0] + K[1, 1]), c.pnp_threshold_px,
+                            c.bundle_adjustment_iterations, c.bundle_adjustment_max_ms,
+                            fixed=self._ba_fixed(m))
+        if res is None:
+            return T_w_cur
+        self.ba_ms = res.time_ms
+        tr.Xw[res.adjusted] = res.points[res.adjusted]
+        tr.Xw[res.rejected] = np.nan
+        self.win = [T.copy() for T in res.poses]
+        return res.poses[-1].copy()
+
+    def _ba_fixed(self, m: int) -> np.ndarray:
+        """The keyframes the adjustment holds: the oldest (the gauge), and the newest unless
+        ``pose.bundle_adjustment_moves_newest``."""
+        fixed = np.arange(m) == 0
+        if not self.cfg.bundle_adjustment_moves_newest and m > 2:
+            fixed[-1] = True
+        return fixed
 
     def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:
         """Map points of the tracks from every keyframe of the window that saw them (the newest

@@ -20,7 +20,7 @@ from vode_ros.datasets.base import DatasetError
 from vode_ros.datasets.synth_textures import TEXTURE_KINDS, mip_pyramid, texture_sky
 
 SCENES = ("room", "corridor", "street")
-TRAJECTORIES = ("straight", "turn", "loop", "rotation", "static")
+TRAJECTORIES = ("straight", "turn", "loop", "rotation", "static", "handheld")
 MAX_STEP_DEG = 0.9            # largest rotation between consecutive frames of any trajectory
 
 # body (x forward, y left, z up) -> camera optical frame (z forward, x right, y down)
@@ -146,8 +146,11 @@ def make_trajectory(scene: Scene, trajectory: str = "straight", n_frames: int = 
     30 in the street);
     ``loop``: a closed loop whose last pose equals the first, looking around a little;
     ``rotation``: pure rotation in place (yaw with a little pitch), zero translation;
-    ``static``: one pose repeated.
-    Steps stay below ``MAX_STEP_DEG`` of rotation and ~``scene.speed`` metres per frame."""
+    ``static``: one pose repeated;
+    ``handheld``: a slow walk swaying like a hand-held camera, with bursts of fast turning
+    (``handheld_yaw``: three frames at 12-17 degrees each, out and back).
+    Steps stay below ``MAX_STEP_DEG`` of rotation (but the hand-held bursts) and
+    ~``scene.speed`` metres per frame."""
     if trajectory not in TRAJECTORIES:
         raise DatasetError(f"trajectory '{trajectory}' is unknown; expected one of "
                            f"{', '.join(TRAJECTORIES)}", "synth")
@@ -209,4 +212,26 @@ def make_trajectory(scene: Scene, trajectory: str = "straight", n_frames: int = 
         amp = math.radians(min(20.0, MAX_STEP_DEG * 0.8 * span / (2 * np.pi)))
         yaw = yaw0 + amp * np.sin(ang)
         pitch = pitch0 + 0.3 * amp * np.sin(2 * ang)
+    elif trajectory == "handheld":
+        step = min(0.5 * scene.speed, scene.max_length / span)
+        heading = np.array([math.cos(yaw0), math.sin(yaw0), 0.0])
+        left = np.array([-math.sin(yaw0), math.cos(yaw0), 0.0])
+        pos = p0 + step * k[:, None] * heading + wobble(3 * step)[:, None] * left
+        pos[:, 2] += wobble(step)
+        yaw = yaw0 + handheld_yaw(n, rng) + np.radians(wobble(1.5))
+        pitch = pitch0 + np.radians(wobble(2.0))
+        roll = np.radians(wobble(1.5))
     return np.stack([_pose(pos[i], yaw[i], pitch[i], roll[i]) for i in range(n)])
+
+
+def handheld_yaw(n: int, rng: np.random.Generator, period: int = 24, burst: int = 3,
+                 rate_deg: tuple[float, float] = (12.0, 17.0)) -> np.ndarray:
+    """Yaw (radians) of a hand-held camera that now and then turns fast: every ``period``
+    frames (from frame ``period // 2``) a burst of ``burst`` frames turning ``rate_deg``
+    degrees each, alternately away and back (so the camera returns to the places it saw)."""
+    rates = np.zeros(n)
+    sign = 1.0
+    for start in range(period // 2, n - burst, period):
+        rates[start + 1:start + 1 + burst] = sign * np.radians(rng.uniform(*rate_deg, burst))
+        sign = -sign
+    return np.cumsum(rates)

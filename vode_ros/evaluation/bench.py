@@ -76,6 +76,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         model_ms: dict[str, list] = {"depth": [], "pose": []}
         geometry_ms: list = []
         pose_with_geometry_ms: list = []   # the pose stage on the same frames
+        ba_ms: list = []
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
             runner.reset()
@@ -94,6 +95,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                 if "pose_geometry" in timings:
                     geometry_ms.append(timings["pose_geometry"])
                     pose_with_geometry_ms.append(timings.get("pose", 0.0))
+                if "pose_bundle_adjustment" in timings:     # keyframes only
+                    ba_ms.append(timings["pose_bundle_adjustment"])
                 n_timed += 1
             if rep > 0:
                 wall += time.perf_counter() - t_start
@@ -122,6 +125,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
             # step), so that the two summaries compare like with like
             "pose_with_geometry_ms": (_summary(pose_with_geometry_ms) if geometry_ms
                                       else None),
+            # inside geometry: the local bundle adjustment, on the keyframes where it ran
+            "bundle_adjustment_ms": _summary(ba_ms) if ba_ms else None,
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
                         platform.machine(), "python": platform.python_version()},
         }

@@ -50,7 +50,7 @@ from vode_ros.camera import Frame
 from vode_ros.config import NODE_NAME, VodeConfig
 from vode_ros.errors import InputError, VodeError
 from vode_ros.geometry import is_finite_transform
-from vode_ros.odometry import LOST
+from vode_ros.odometry import INITIALIZING, LOST
 from vode_ros.pipeline import build_odometry
 from vode_ros.ros import conversions as conv
 
@@ -361,6 +361,8 @@ class VodeNode(Node):
             self.stats.stage_ms[k].append(v)
         self.tracking, self.backend = est.tracking, est.backend
         self.scale_status = est.scale_status
+        if est.tracking == INITIALIZING and est.reason:      # a restart, e.g. a new image size
+            self.log.info(est.reason)
         if est.tracking == LOST:
             self._report("tracking", f"tracking lost, pose held: {est.reason}", warn=True)
             self.last_reason = est.reason

@@ -1,0 +1,100 @@
+"""How the keyframe tracker's map gets its scale: each new keyframe's step scaled through the
+map points it shares with the window (or the learned depth, or the scene's median depth), the
+first map lifted from the learned depth, and the ground's camera height measured on the road
+(``pose.scale_source``). A part of ``GeometricPose`` (``vode_ros/tracker.py``), kept apart
+because it is one idea; it uses the tracker's state (tracks, window, keyframe, configuration)."""
+from __future__ import annotations
+
+import numpy as np
+
+from vode_ros.depth import sample_depth
+from vode_ros.geometry import invert, transform_points
+from vode_ros.multiview import (
+    TwoView,
+    bearings,
+    fit_ground_plane,
+    median_scale,
+    normalise,
+    translation_given_rotation,
+)
+from vode_ros.pose import FrameData
+from vode_ros.tracks import View
+
+
+class MapScale:
+    """Scale steps of ``GeometricPose`` (mixed into it; not used on its own)."""
+
+    def _scale(self, two: TwoView, idx: np.ndarray, X0: np.ndarray, K: np.ndarray
+               ) -> tuple[float, str]:
+        """Length of the unit two-view translation whose inliers ``idx`` triangulated to ``X0``
+        (keyframe frame), and how it was found: the learned depth (scale source 'depth'), the
+        map points shared with the new triangulation, or the scene's median depth."""
+        z = X0[:, 2]
+        tr, kf = self.tracks, self.kf
+        if self.scale_source == "depth" and kf.depth is not None:
+            s = median_scale(sample_depth(kf.depth, tr.px_kf[idx], kf.size), z)
+            if np.isfinite(s):
+                return s, "depth"
+        shared = np.isfinite(tr.Xw[idx, 2])
+        if shared.sum() >= self.cfg.min_shared_points:
+            Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
+            s_depth = median_scale(Xk[:, 2], z[shared])
+            t = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
+                                           1.0 / K[0, 0])
+            s_map = float(t @ two.t) if t is not None else float("nan")
+            if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
+                return float(np.sqrt(s_depth * s_map)), "shared points"
+            if np.isfinite(s_depth):
+                return s_depth, "shared points"
+        # no map in common: keep the scene's median depth (first map: the learned depth's)
+        target = self.map_median_depth
+        if target is None and kf.depth is not None:
+            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
+            d = d[np.isfinite(d) & (d > 0)]
+            target = float(np.median(d)) if len(d) else None
+        return (target or 1.0) / float(np.median(z)), "median depth"
+
+    def _ground_rescale(self, vc: View, T_w_cur: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """Scale source 'ground': measure the camera height over the road between the last
+        keyframes and this one (``vode_ros.scale.ground``) and rescale the map and the window by
+        the filtered correction about the point it names (the first time the previous keyframe:
+        the step that measured it comes out in metres; later the current camera: the pose does
+        not jump). Returns the (rescaled) current pose."""
+        first = self.ground.status.updates == 0
+        f, c = self.ground.keyframe(vc.grey, vc.camera.K, T_w_cur, stamp_ns,
+                                    guess=self._sparse_ground_height(T_w_cur) if first else None)
+        if f == 1.0:
+            return T_w_cur
+        self.tracks.Xw = c + f * (self.tracks.Xw - c)
+        for T in self.win:
+            T[:3, 3] = c + f * (T[:3, 3] - c)
+        if self.map_median_depth is not None:
+            self.map_median_depth *= f
+        T_w_cur = T_w_cur.copy()
+        T_w_cur[:3, 3] = c + f * (T_w_cur[:3, 3] - c)
+        return T_w_cur
+
+    def _sparse_ground_height(self, T_w_cur: np.ndarray) -> float | None:
+        """A first guess of the camera height in the map's unit: a plane through the map points
+        below the camera (biased on roads; only the dense search's starting point)."""
+        mapped = np.isfinite(self.tracks.Xw[:, 2])
+        if mapped.sum() >= 10:
+            g = fit_ground_plane(transform_points(invert(T_w_cur), self.tracks.Xw[mapped]))
+            if g is not None:
+                return float(g[0])
+        return 0.1 * self.map_median_depth if self.map_median_depth else None
+
+    def _lift_with_depth(self, frame: FrameData, view: View) -> None:
+        """Map points from the learned depth at the keyframe for the tracks without one (map
+        units = depth units when the depth is the scale source)."""
+        if frame.depth is None:
+            return
+        tr = self.tracks
+        miss = ~np.isfinite(tr.Xw[:, 2])
+        if not miss.any():
+            return
+        d = sample_depth(frame.depth, tr.px_kf[miss], self.kf.size)
+        X = bearings(tr.px_kf[miss], view.camera.K)
+        X = X / X[:, 2:3] * d[:, None]
+        X[~(np.isfinite(d) & (d > 0))] = np.nan
+        tr.Xw[miss] = transform_points(self.kf.world, X)

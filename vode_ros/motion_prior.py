@@ -1,0 +1,42 @@
+"""Which rotation prediction starts Lucas-Kanade: the pose network's or constant velocity,
+whichever has lately agreed better with the rotation geometry then found.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from vode_ros.geometry import rotation_angle_deg
+
+
+class MotionPrior:
+    """Which rotation prediction the tracker trusts: the pose network's (hybrid) or constant
+    velocity (the last step's rotation again). Both are scored against the rotation geometry
+    then finds (median angle of the last ``window`` frames); the network is trusted while its
+    errors are no larger than constant velocity's."""
+
+    def __init__(self, window: int = 30):
+        self.errors: dict[str, deque[float]] = {"network": deque(maxlen=window),
+                                                "constant velocity": deque(maxlen=window)}
+        self.last_R: np.ndarray | None = None          # R_cur_prev of the last step
+        self.pending: dict[str, np.ndarray] = {}
+
+    def predict(self, network_R: np.ndarray | None) -> None:
+        """The predictions for the frame being tracked (scored when it is placed)."""
+        self.pending = {}
+        if network_R is not None:
+            self.pending["network"] = network_R
+        if self.last_R is not None:
+            self.pending["constant velocity"] = self.last_R
+
+    def observe(self, R_cur_prev: np.ndarray, consecutive: bool) -> None:
+        """Geometry placed the frame: score the predictions, remember the step's rotation."""
+        for name, R in self.pending.items():
+            self.errors[name].append(rotation_angle_deg(R.T @ R_cur_prev))
+        self.pending = {}
+        self.last_R = R_cur_prev.copy() if consecutive else None
+
+    def trust_network(self) -> bool:
+        net, cv = self.errors["network"], self.errors["constant velocity"]
+        return not net or not cv or float(np.median(net)) <= float(np.median(cv))

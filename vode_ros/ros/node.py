@@ -362,7 +362,8 @@ class VodeNode(Node):
         if self.pub_depth is not None and est.depth is not None:
             cam_header = Header(stamp=stamp, frame_id=r.camera_frame)
             self.pub_depth.publish(conv.depth_to_image(est.depth, cam_header))
-            self.pub_depth_info.publish(conv.camera_to_camera_info(est.camera, cam_header, info))
+            self.pub_depth_info.publish(conv.camera_to_camera_info(est.depth_camera or est.camera,
+                                                                  cam_header, info))
         if self.pub_path is not None:
             with self.lock:
                 self.path.append(conv.pose_stamped(est.pose, odom_header))

@@ -1,0 +1,187 @@
+"""The depth the odometry publishes, frame by frame, in the odometry's unit.
+
+A ``DepthSource`` takes each frame's network depth and the odometry's camera pose and returns a
+``DepthOutput``. Both sources keep depth keyframes (a keyframe when the camera moved
+``depth.keyframe_baseline`` of the scene's depth or turned ``depth.keyframe_rotation_deg`` since
+the last), sweep each new keyframe against the previous ones (``plane_sweep``) and carry that
+multi-view depth to the frames after it (``fusion.reproject``); every frame's network depth is
+aligned to it (``alignment``). ``network`` then publishes the aligned network depth, ``fused``
+its fusion with the multi-view depth.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from vode_ros.camera import Camera
+from vode_ros.config import DepthConfig
+from vode_ros.depth.alignment import Alignment, alignment_model
+from vode_ros.depth.fusion import DepthImage, confidence_from_sigma, fuse, reproject
+from vode_ros.depth.plane_sweep import SweepParams, SweepView, plane_sweep
+from vode_ros.geometry import invert, rotation_angle_deg
+from vode_ros.inference import ModelSpec
+
+
+@dataclass
+class DepthOutput:
+    """Depth (float32, the odometry's unit, NaN unknown), its confidence (0..1) and the
+    intrinsics of both; ``keyframe``: whether multi-view depth was swept at this frame."""
+
+    depth: np.ndarray
+    confidence: np.ndarray
+    camera: Camera
+    keyframe: bool = False
+    timings_ms: dict = field(default_factory=dict)
+
+
+@dataclass
+class _DepthKeyframe:
+    grey: np.ndarray                      # working resolution, float32
+    pose: np.ndarray                      # T_odom_camera
+    multiview: DepthImage | None = None   # confident multi-view depth, None before any
+
+
+class DepthSource(Protocol):
+    """What the odometry asks of a depth source (network, fused)."""
+
+    name: str
+
+    def reset(self) -> None:
+        """Forget the keyframes and the alignment."""
+
+    def update(self, image: np.ndarray, camera: Camera, pose: np.ndarray,
+               network_depth: np.ndarray, tracked: bool = True) -> DepthOutput:
+        """The depth of a frame (RGB ``image``, ``camera``, ``pose``: T_odom_camera) from its
+        network depth (at the network's input size); an untracked frame (its pose held, not
+        measured) makes no keyframe and forgets the previous ones."""
+
+
+def working_camera(camera: Camera, width: int) -> Camera:
+    """``camera`` for its image resized to ``width`` pixels wide (the aspect ratio kept; pixel
+    centres mapped onto pixel centres)."""
+    width = min(int(width), camera.width)
+    height = max(1, int(round(camera.height * width / camera.width)))
+    sx, sy = width / camera.width, height / camera.height
+    return Camera(camera.fx * sx, camera.fy * sy, (camera.cx + 0.5) * sx - 0.5,
+                  (camera.cy + 0.5) * sy - 0.5, width, height)
+
+
+def _resized(img: np.ndarray, cam: Camera, interpolation: int) -> np.ndarray:
+    if img.shape[:2] == (cam.height, cam.width):
+        return img
+    return cv2.resize(img, (cam.width, cam.height), interpolation=interpolation)
+
+
+class KeyframeDepth:
+    """Depth keyframes, their multi-view depth and the alignment of the network to it: the
+    ``network`` depth source (``fused`` adds the fusion)."""
+
+    name = "network"
+
+    def __init__(self, cfg: DepthConfig, spec: ModelSpec, odometry_metric: bool):
+        self.cfg = cfg
+        # metric network depth needs no alignment only where the odometry is metric too
+        self.alignment = Alignment(alignment_model(spec.output, spec.metric and odometry_metric),
+                                   cfg.alignment_gain, cfg.min_alignment_pixels)
+        self.sweep = SweepParams(cfg.planes, cfg.window | 1, cfg.min_parallax_px,
+                                 cfg.min_texture, cfg.min_uniqueness, cfg.max_cost)
+        self.reset()
+
+    def reset(self) -> None:
+        self.keyframes: deque[_DepthKeyframe] = deque(maxlen=self.cfg.sources + 1)
+        self.alignment.reset()
+        self.sweep_ms: list[float] = []
+
+    def update(self, image: np.ndarray, camera: Camera, pose: np.ndarray,
+               network_depth: np.ndarray, tracked: bool = True) -> DepthOutput:
+        t0 = time.perf_counter()
+        if not tracked:              # the poses to come do not continue the keyframes'
+            self.keyframes.clear()
+        cam = working_camera(camera, self.cfg.working_width)
+        net = _resized(network_depth, cam, cv2.INTER_LINEAR).astype(np.float32)
+        grey = cv2.cvtColor(_resized(image, cam, cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        timings = {}
+        swept = tracked and self._keyframe(grey.astype(np.float32), cam, pose, net, timings)
+        mv = self._multiview_at(cam, pose) if tracked else None
+        if mv is not None:
+            self.alignment.update(net, mv.depth)
+        aligned = DepthImage(self.alignment.apply(net),
+                             np.full(net.shape, self.cfg.network_sigma_log, np.float32))
+        out = self._combine(aligned, mv)
+        timings["depth_fusion"] = (time.perf_counter() - t0) * 1e3 - timings.get("plane_sweep",
+                                                                                0.0)
+        depth, conf = out.depth, confidence_from_sigma(out.sigma_log)
+        if self.cfg.resolution == "full":
+            depth = _resized(depth, camera, cv2.INTER_LINEAR)
+            conf = _resized(conf, camera, cv2.INTER_LINEAR)
+            cam = camera
+        return DepthOutput(depth, conf, cam, swept, timings)
+
+    def _combine(self, aligned: DepthImage, mv: DepthImage | None) -> DepthImage:
+        """What this source publishes: the aligned network depth."""
+        return aligned
+
+    # -- keyframes -------------------------------------------------------------------------------
+    def _keyframe_due(self, pose: np.ndarray, scene_depth: float) -> bool:
+        if not self.keyframes:
+            return True
+        rel = invert(self.keyframes[-1].pose) @ pose
+        return (float(np.linalg.norm(rel[:3, 3])) >= self.cfg.keyframe_baseline * scene_depth
+                or rotation_angle_deg(rel) >= self.cfg.keyframe_rotation_deg)
+
+    def _keyframe(self, grey: np.ndarray, cam: Camera, pose: np.ndarray, net: np.ndarray,
+                  timings: dict) -> bool:
+        """A new depth keyframe where one is due, swept against the previous ones where there
+        are enough; returns whether a sweep ran."""
+        aligned = self.alignment.apply(net)
+        finite = aligned[np.isfinite(aligned) & (aligned > 0)]
+        if finite.size == 0:
+            return False
+        scene = float(np.median(finite))
+        if not self._keyframe_due(pose, scene):
+            return False
+        kf = _DepthKeyframe(grey, pose.copy())
+        sources = list(self.keyframes)[-self.cfg.sources:]
+        self.keyframes.append(kf)
+        if len(sources) < self.cfg.min_sources:
+            return False
+        t0 = time.perf_counter()
+        views = [SweepView(s.grey, cam, invert(s.pose) @ pose) for s in reversed(sources)]
+        res = plane_sweep(grey, cam, views, self.cfg.near_fraction * scene,
+                          self.cfg.far_factor * scene, self.sweep)
+        keep = res.confidence >= self.cfg.min_confidence
+        kf.multiview = DepthImage(np.where(keep, res.depth, np.nan).astype(np.float32),
+                                  np.where(keep, res.sigma_log, np.nan).astype(np.float32))
+        ms = (time.perf_counter() - t0) * 1e3
+        timings["plane_sweep"] = ms
+        self.sweep_ms.append(ms)
+        return True
+
+    def _multiview_at(self, cam: Camera, pose: np.ndarray) -> DepthImage | None:
+        """The newest keyframe's multi-view depth seen from ``pose`` (None before any)."""
+        kf = next((k for k in reversed(self.keyframes) if k.multiview is not None), None)
+        if kf is None:
+            return None
+        if kf is self.keyframes[-1] and np.array_equal(kf.pose, pose):
+            return kf.multiview
+        return reproject(kf.multiview, cam, invert(pose) @ kf.pose, cam)
+
+
+class FusedDepth(KeyframeDepth):
+    """The ``fused`` depth source: the aligned network depth fused with multi-view depth."""
+
+    name = "fused"
+
+    def _combine(self, aligned: DepthImage, mv: DepthImage | None) -> DepthImage:
+        return aligned if mv is None else fuse(aligned, mv)
+
+
+def make_depth_source(cfg: DepthConfig, spec: ModelSpec, odometry_metric: bool) -> DepthSource:
+    """The depth source ``depth.source`` names."""
+    cls = FusedDepth if cfg.source == "fused" else KeyframeDepth
+    return cls(cfg, spec, odometry_metric)

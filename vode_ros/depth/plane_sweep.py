@@ -110,42 +110,44 @@ def _source_cost(ref: tuple[np.ndarray, np.ndarray, np.ndarray], camera: Camera,
                  view: SweepView, inv_depths: np.ndarray, window: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """1 - ZNCC of the reference (image, window mean, window std) with ``view`` warped through
-    each plane, (H, W, P), and where the plane's point (or its window) falls outside the
+    each plane, (P, H, W), and where the plane's point (or its window) falls outside the
     source image."""
     h, w = camera.height, camera.width
     grey = view.grey.astype(np.float32)
-    warped = np.empty((h, w, len(inv_depths)), np.float32)
+    P = len(inv_depths)
+    mean, sq, cov = (np.empty((P, h, w), np.float32) for _ in range(3))
+    outside = np.empty((P, h, w), bool)
+    img, ref_mean, ref_std = ref
+    kernel = np.ones((window, window), np.uint8)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for i, rho in enumerate(inv_depths):
         H = plane_homography(camera.K, view.camera.K, view.T_src_ref, rho)
         # one channel, constant border: OpenCV's fast paths (two channels or a replicated
         # border cost several times more); -1 marks what falls outside the source
-        warped[:, :, i] = cv2.warpPerspective(grey, H, (w, h), flags=cv2.INTER_LINEAR |
-                                              cv2.WARP_INVERSE_MAP,
-                                              borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
-    # a pixel is seen when its whole window is
-    outside = cv2.dilate((warped < 0).view(np.uint8), np.ones((window, window), np.uint8))
-    outside = outside.reshape(warped.shape) > 0
-    img, ref_mean, ref_std = ref
-    mean = _box(warped, window)
-    cov = _box(warped * img[:, :, None], window)
-    cov -= mean * ref_mean[:, :, None]
-    warped *= warped
-    var = _box(warped, window)
-    var -= mean * mean
-    np.maximum(var, 0.0, out=var)
-    np.sqrt(var, out=var)
-    var *= ref_std[:, :, None]
-    var += ZNCC_EPS
-    cost = 1.0 - cov / var
+        warped = cv2.warpPerspective(grey, H, (w, h), None, flags, cv2.BORDER_CONSTANT, -1.0)
+        # a pixel is seen when its whole window is
+        outside[i] = cv2.dilate((warped < 0).view(np.uint8), kernel) > 0
+        mean[i] = _box(warped, window)
+        sq[i] = _box(warped * warped, window)
+        cov[i] = _box(warped * img, window)
+    cov -= mean * ref_mean
+    mean *= mean
+    sq -= mean
+    np.maximum(sq, 0.0, out=sq)
+    np.sqrt(sq, out=sq)
+    sq *= ref_std
+    sq += ZNCC_EPS
+    cov /= sq
+    cost = np.subtract(1.0, cov, out=cov)
     return cost, outside
 
 
 def _cost_volume(ref: np.ndarray, camera: Camera, views: list[SweepView],
                  inv_depths: np.ndarray, params: SweepParams) -> tuple[np.ndarray, np.ndarray]:
-    """(joint cost (H, W, P): mean of the sources' 1 - ZNCC where they see the pixel, 2 where
+    """(joint cost (P, H, W): mean of the sources' 1 - ZNCC where they see the pixel, 2 where
     none does; per-source best plane (S, H, W))."""
     ref_stats = (ref, *_window_stats(ref, params.window))
-    total = np.zeros(ref.shape + (len(inv_depths),), np.float32)
+    total = np.zeros((len(inv_depths),) + ref.shape, np.float32)
     seen = np.zeros(total.shape, np.uint8)
     best = []
     for view in views:
@@ -154,21 +156,21 @@ def _cost_volume(ref: np.ndarray, camera: Camera, views: list[SweepView],
         total += c
         seen += ~outside
         np.copyto(c, np.inf, where=outside)
-        best.append(np.argmin(c, axis=2))
+        best.append(np.argmin(c, axis=0))
     total /= np.maximum(seen, 1)
     np.copyto(total, 2.0, where=seen == 0)
     return total, np.stack(best)
 
 
 def _at(cost: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``cost[y, x, idx[y, x]]``."""
-    return np.take_along_axis(cost, idx[:, :, None], 2)[:, :, 0]
+    """``cost[idx[y, x], y, x]``."""
+    return np.take_along_axis(cost, idx[None], 0)[0]
 
 
 def _refine(cost: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Sub-plane position of the minimum: the vertex of the parabola through the costs of the
     best plane and its two neighbours (the plane itself at the ends of the range)."""
-    P = cost.shape[2]
+    P = cost.shape[0]
     i0 = np.clip(idx, 1, P - 2)
     c_m, c_0, c_p = (_at(cost, i0 + k) for k in (-1, 0, 1))
     denom = c_m - 2.0 * c_0 + c_p
@@ -181,11 +183,11 @@ def _refine(cost: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def _uniqueness(cost: np.ndarray, idx: np.ndarray, best_cost: np.ndarray) -> np.ndarray:
     """Best cost outside the minimum's valley (two planes either side) minus the best cost."""
-    P = cost.shape[2]
+    P = cost.shape[0]
     outside = cost.copy()
     for k in range(-2, 3):
-        np.put_along_axis(outside, np.clip(idx + k, 0, P - 1)[:, :, None], np.inf, 2)
-    second = outside.min(axis=2)
+        np.put_along_axis(outside, np.clip(idx + k, 0, P - 1)[None], np.inf, 0)
+    second = outside.min(axis=0)
     return np.where(np.isfinite(second), second - best_cost, 0.0).astype(np.float32)
 
 
@@ -200,7 +202,7 @@ def plane_sweep(ref: np.ndarray, camera: Camera, views: list[SweepView], min_dep
     ref = ref.astype(np.float32)
     rho = inverse_depth_planes(min_depth, max_depth, params.planes)
     cost, best_src = _cost_volume(ref, camera, views, rho, params)
-    idx = np.argmin(cost, axis=2)
+    idx = np.argmin(cost, axis=0)
     best_cost = _at(cost, idx)
     pos = _refine(cost, idx)
     inv = np.interp(pos.ravel(), np.arange(len(rho)), rho).reshape(h, w)

@@ -113,13 +113,13 @@ class KeyframeDepth:
         aligned = DepthImage(self.alignment.apply(net),
                              np.full(net.shape, self.cfg.network_sigma_log, np.float32))
         out = self._combine(aligned, mv)
-        timings["depth_fusion"] = (time.perf_counter() - t0) * 1e3 - timings.get("plane_sweep",
-                                                                                0.0)
         depth, conf = out.depth, confidence_from_sigma(out.sigma_log)
         if self.cfg.resolution == "full":
             depth = _resized(depth, camera, cv2.INTER_LINEAR)
             conf = _resized(conf, camera, cv2.INTER_LINEAR)
             cam = camera
+        timings["depth_fusion"] = (time.perf_counter() - t0) * 1e3 - timings.get("plane_sweep",
+                                                                                0.0)
         return DepthOutput(depth, conf, cam, swept, timings)
 
     def _combine(self, aligned: DepthImage, mv: DepthImage | None) -> DepthImage:

@@ -75,6 +75,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         stages["total"] = []
         model_ms: dict[str, list] = {"depth": [], "pose": []}
         geometry_ms: list = []
+        depth_ms: dict[str, list] = {"plane_sweep": [], "depth_fusion": []}
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
             runner.reset()
@@ -92,6 +93,9 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                 model_ms["pose"].append(timings.get("pose_model", 0.0))
                 if "pose_geometry" in timings:
                     geometry_ms.append(timings["pose_geometry"])
+                for k, v in depth_ms.items():
+                    if k in timings:
+                        v.append(timings[k])
                 n_timed += 1
             if rep > 0:
                 wall += time.perf_counter() - t_start
@@ -116,6 +120,11 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
             # inside the pose stage: the geometric backend's own time (tracking, two-view
             # geometry, keyframes), what geometry adds over the pose network
             "geometry_in_pose_ms": _summary(geometry_ms) if geometry_ms else None,
+            # inside the depth stage: the multi-view plane sweep (at depth keyframes only) and
+            # the alignment and fusion of every frame
+            "plane_sweep_ms": {**_summary(depth_ms["plane_sweep"]),
+                               "keyframes": len(depth_ms["plane_sweep"])},
+            "depth_fusion_ms": _summary(depth_ms["depth_fusion"]),
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
                         platform.machine(), "python": platform.python_version()},
         }

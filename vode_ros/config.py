@@ -133,8 +133,15 @@ class DepthConfig:
         0.3, "Multi-view depth with a lower confidence takes no part in alignment or fusion.",
         low=0.0, high=1.0)
     network_sigma_log: float = _p(
-        0.15, "Standard deviation of the aligned network depth in log depth (its relative "
-        "error), which weighs it against multi-view depth in the fusion.", low=1e-3, high=10.0)
+        0.15, "Smallest standard deviation of the aligned network depth in log depth (its "
+        "relative error) in the fusion; each frame measures the larger one a network shows "
+        "against the confident multi-view depth.", low=1e-3, high=10.0)
+    propagation_fraction: float = _p(
+        0.2, "Multi-view depth spreads to the pixels around it with a Gaussian of this standard "
+        "deviation (fraction of the working width).", low=0.0, high=2.0)
+    propagation_sigma_log: float = _p(
+        0.1, "Standard deviation (log depth) of spread multi-view depth where all pixels around "
+        "are known; it grows as 1/sqrt of the known fraction.", low=1e-3, high=10.0)
     min_alignment_pixels: int = _p(
         200, "Confident multi-view pixels a frame needs to align the network's depth; with fewer "
         "the previous alignment holds.", low=3, high=1000000)

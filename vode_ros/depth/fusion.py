@@ -7,6 +7,13 @@ by inverse-variance weighting in log depth; elsewhere the network's stands alone
 published beside the depth is ``1 / (1 + (sigma / 0.1)^2)``: 0.5 for a 10 % standard deviation,
 near 1 for multi-view depth with a clear minimum, about 0.3 for the network alone.
 
+Multi-view depth is known only where there is texture and parallax; ``propagate`` spreads it to
+the pixels around (normalised convolution in log depth with a wide Gaussian), its standard
+deviation growing as the support of known pixels thins, so that geometry also speaks for the
+textureless wall beside a textured poster. The network's own standard deviation is measured on
+every frame against the confident multi-view depth (``network_sigma``): a network in a place it
+never saw is weighed down by what it gets wrong.
+
 ``reproject`` carries the keyframe's multi-view depth to a later frame (forward-projected through
 the odometry's relative pose, the nearest surface kept), so frames between keyframes are fused
 and aligned too.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from vode_ros.camera import Camera
@@ -78,3 +86,46 @@ def fuse(network: DepthImage, multiview: DepthImage) -> DepthImage:
     depth[both] = np.exp((ln[both] * wn[both] + lm[both] * wm[both]) / w)
     sigma[both] = w ** -0.5
     return DepthImage(depth, sigma)
+
+
+def network_sigma(network: np.ndarray, multiview: np.ndarray, floor: float,
+                  min_pixels: int = 50) -> float | None:
+    """Robust standard deviation (1.4826 MAD) of log(multi-view / aligned network depth) where
+    both are known, at least ``floor``; None with fewer than ``min_pixels`` such pixels."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.log(multiview / network)
+    r = r[np.isfinite(r)]
+    if r.size < min_pixels:
+        return None
+    return max(float(1.4826 * np.median(np.abs(r - np.median(r)))), floor)
+
+
+def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur of standard deviation ``sigma_px``, computed at a quarter of the size (the
+    result is smooth at that scale anyway)."""
+    h, w = img.shape
+    small = cv2.resize(img, (max(w // 4, 1), max(h // 4, 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), max(sigma_px / 4.0, 0.5),
+                             borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float) -> DepthImage:
+    """Multi-view depth spread to every pixel: known pixels keep their depth and standard
+    deviation; elsewhere the Gaussian-weighted (``sigma_px``) mean of the known log depths, with
+    standard deviation ``sigma_log / sqrt(support)`` (support: the weighted fraction of known
+    pixels around, 0..1); unknown where no known pixel is near."""
+    known = np.isfinite(multiview.depth)
+    if not known.any():
+        return multiview
+    w = known.astype(np.float32)
+    log_d = np.where(known, np.log(np.where(known, multiview.depth, 1.0)), 0.0).astype(
+        np.float32)
+    support = _blur(w, sigma_px)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = _blur(log_d * w, sigma_px) / support
+        sigma = sigma_log / np.sqrt(support)
+    near = support > 1e-3
+    depth = np.where(known, multiview.depth, np.where(near, np.exp(mean), np.nan))
+    sig = np.where(known, multiview.sigma_log, np.where(near, sigma, np.nan))
+    return DepthImage(depth.astype(np.float32), sig.astype(np.float32))

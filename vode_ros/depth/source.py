@@ -21,7 +21,8 @@ import numpy as np
 from vode_ros.camera import Camera
 from vode_ros.config import DepthConfig
 from vode_ros.depth.alignment import Alignment, alignment_model
-from vode_ros.depth.fusion import DepthImage, confidence_from_sigma, fuse, reproject
+from vode_ros.depth.fusion import (DepthImage, confidence_from_sigma, fuse, network_sigma,
+                                   propagate, reproject)
 from vode_ros.depth.plane_sweep import SweepParams, SweepView, plane_sweep
 from vode_ros.geometry import invert, rotation_angle_deg
 from vode_ros.inference import ModelSpec
@@ -95,6 +96,7 @@ class KeyframeDepth:
     def reset(self) -> None:
         self.keyframes: deque[_DepthKeyframe] = deque(maxlen=self.cfg.sources + 1)
         self.alignment.reset()
+        self.network_sigma = self.cfg.network_sigma_log
         self.sweep_ms: list[float] = []
 
     def update(self, image: np.ndarray, camera: Camera, pose: np.ndarray,
@@ -110,9 +112,11 @@ class KeyframeDepth:
         mv = self._multiview_at(cam, pose) if tracked else None
         if mv is not None:
             self.alignment.update(net, mv.depth)
-        aligned = DepthImage(self.alignment.apply(net),
-                             np.full(net.shape, self.cfg.network_sigma_log, np.float32))
-        out = self._combine(aligned, mv)
+        net = self.alignment.apply(net)
+        if mv is not None:
+            self._update_network_sigma(net, mv.depth)
+        aligned = DepthImage(net, np.full(net.shape, self.network_sigma, np.float32))
+        out = self._combine(aligned, mv, cam)
         depth, conf = out.depth, confidence_from_sigma(out.sigma_log)
         if self.cfg.resolution == "full":
             depth = _resized(depth, camera, cv2.INTER_LINEAR)
@@ -122,7 +126,16 @@ class KeyframeDepth:
                                                                                 0.0)
         return DepthOutput(depth, conf, cam, swept, timings)
 
-    def _combine(self, aligned: DepthImage, mv: DepthImage | None) -> DepthImage:
+    def _update_network_sigma(self, net: np.ndarray, mv: np.ndarray) -> None:
+        """The network's log-depth standard deviation measured against the multi-view depth,
+        moved by the alignment's gain."""
+        s = network_sigma(net, mv, self.cfg.network_sigma_log)
+        if s is not None:
+            g = self.cfg.alignment_gain
+            self.network_sigma = float(np.exp((1 - g) * np.log(self.network_sigma)
+                                              + g * np.log(s)))
+
+    def _combine(self, aligned: DepthImage, mv: DepthImage | None, cam: Camera) -> DepthImage:
         """What this source publishes: the aligned network depth."""
         return aligned
 
@@ -177,8 +190,12 @@ class FusedDepth(KeyframeDepth):
 
     name = "fused"
 
-    def _combine(self, aligned: DepthImage, mv: DepthImage | None) -> DepthImage:
-        return aligned if mv is None else fuse(aligned, mv)
+    def _combine(self, aligned: DepthImage, mv: DepthImage | None, cam: Camera) -> DepthImage:
+        if mv is None:
+            return aligned
+        spread = propagate(mv, self.cfg.propagation_fraction * cam.width,
+                           self.cfg.propagation_sigma_log)
+        return fuse(aligned, spread)
 
 
 def make_depth_source(cfg: DepthConfig, spec: ModelSpec, odometry_metric: bool) -> DepthSource:

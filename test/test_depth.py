@@ -12,12 +12,13 @@ from vode_ros.datasets import synth
 from vode_ros.depth.alignment import (AFFINE, METRIC, RELATIVE, Alignment, alignment_model,
                                       fit_affine_inverse, fit_scale)
 from vode_ros.depth.fusion import DepthImage, confidence_from_sigma, fuse, reproject
-from vode_ros.depth.plane_sweep import SweepView, plane_homography, plane_sweep
+from vode_ros.depth.plane_sweep import SweepParams, SweepView, plane_homography, plane_sweep
 from vode_ros.depth.source import FusedDepth, KeyframeDepth, working_camera
 from vode_ros.geometry import invert
 from vode_ros.inference import ModelSpec
 
 W, H = 160, 120
+FINE = SweepParams(planes=48)       # 0.3-20 m is a wider range than the pipeline sweeps
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -53,7 +54,7 @@ def test_plane_homography_maps_points_of_the_plane():
 
 def test_plane_sweep_recovers_exact_depth(views):
     ref, cam, sources, gt = views
-    res = plane_sweep(ref, cam, sources, 0.3, 20.0)
+    res = plane_sweep(ref, cam, sources, 0.3, 20.0, FINE)
     known = np.isfinite(res.depth) & np.isfinite(gt)
     assert known.mean() > 0.3, f"only {known.mean():.0%} of the pixels are known"
     rel = np.abs(res.depth[known] - gt[known]) / gt[known]
@@ -73,7 +74,7 @@ def test_plane_sweep_depth_scales_with_the_poses(views):
         T = v.T_src_ref.copy()
         T[:3, 3] *= 2.5
         scaled.append(SweepView(v.grey, v.camera, T))
-    res = plane_sweep(ref, cam, scaled, 0.75, 50.0)
+    res = plane_sweep(ref, cam, scaled, 0.75, 50.0, FINE)
     known = np.isfinite(res.depth) & np.isfinite(gt)
     assert np.median(res.depth[known] / gt[known]) == pytest.approx(2.5, rel=0.03)
 
@@ -93,7 +94,7 @@ def test_plane_sweep_tolerates_an_exposure_change(views):
     ref, cam, sources, gt = views
     brighter = [SweepView(np.clip(v.grey * 1.4 + 20, 0, 255), v.camera, v.T_src_ref)
                 for v in sources]
-    res = plane_sweep(ref, cam, brighter, 0.3, 20.0)
+    res = plane_sweep(ref, cam, brighter, 0.3, 20.0, FINE)
     known = np.isfinite(res.depth) & np.isfinite(gt)
     assert known.mean() > 0.25
     assert np.median(np.abs(res.depth[known] - gt[known]) / gt[known]) < 0.05

@@ -104,12 +104,13 @@ class DepthConfig:
         10.0, "A depth keyframe when the camera turned this much since the last one.",
         low=0.1, high=180.0)
     sources: int = _p(
-        3, "Previous depth keyframes the current keyframe is swept against (the newest ones; "
-        "at least depth.min_sources must exist).", low=1, high=8)
+        2, "Previous depth keyframes the current keyframe is swept against (the newest ones; "
+        "at least depth.min_sources must exist). The sweep's cost grows with sources x planes.",
+        low=1, high=8)
     min_sources: int = _p(2, "Multi-view depth needs at least this many source keyframes.",
                           low=1, high=8)
-    planes: int = _p(48, "Depth hypotheses of the plane sweep, evenly spaced in inverse depth.",
-                     low=4, high=512)
+    planes: int = _p(32, "Depth hypotheses of the plane sweep, evenly spaced in inverse depth "
+                     "(the best one is refined between its neighbours).", low=4, high=512)
     near_fraction: float = _p(
         0.2, "Nearest plane of the sweep as a fraction of the scene's median depth.",
         low=0.001, high=1.0)

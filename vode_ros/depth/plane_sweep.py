@@ -43,7 +43,7 @@ class SweepView:
 
 @dataclass
 class SweepParams:
-    planes: int = 48                  # hypotheses, evenly spaced in inverse depth
+    planes: int = 32                  # hypotheses, evenly spaced in inverse depth
     window: int = 7                   # ZNCC window side (pixels, odd)
     min_parallax_px: float = 2.0      # sweep displacement a pixel needs over the depth range
     min_texture: float = 2.0          # grey-level standard deviation its window needs

@@ -248,7 +248,7 @@ def test_static_camera_keeps_the_network_and_low_confidence(sequence):
 
 
 def test_full_resolution_output(sequence):
-    img, gt, T = sequence[0]
+    img, _, T = sequence[0]
     cfg = DepthConfig(resolution="full")
     out = FusedDepth(cfg, _spec(), False).update(img, synth.default_camera(320, 240), T,
                                                  np.ones((48, 64), np.float32))

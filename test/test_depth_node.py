@@ -6,6 +6,7 @@ The model is a small ONNX graph whose output is an exact affine transform of the
 sequence's inverse depth, which the test carries into the model in the image's red channel."""
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -105,10 +106,10 @@ def test_foreign_affine_model_gives_depth_in_the_odometry_unit(tmp_path, stamped
         index = {s: i for i, s in enumerate(stamps)}
         seen = sorted(odom)
         gt_path = sum(np.linalg.norm(frames[index[b]][2][:3, 3] - frames[index[a]][2][:3, 3])
-                      for a, b in zip(seen, seen[1:]))
+                      for a, b in itertools.pairwise(seen))
         xyz = [np.array([odom[s].pose.pose.position.x, odom[s].pose.pose.position.y,
                          odom[s].pose.pose.position.z]) for s in seen]
-        odom_path = sum(np.linalg.norm(b - a) for a, b in zip(xyz, xyz[1:]))
+        odom_path = sum(np.linalg.norm(b - a) for a, b in itertools.pairwise(xyz))
         metres_per_unit = gt_path / odom_path
         ratios, errors = [], []
         for s in seen[len(seen) // 2:]:

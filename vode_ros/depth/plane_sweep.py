@@ -192,9 +192,10 @@ def _uniqueness(cost: np.ndarray, idx: np.ndarray, best_cost: np.ndarray) -> np.
 
 
 def plane_sweep(ref: np.ndarray, camera: Camera, views: list[SweepView], min_depth: float,
-                max_depth: float, params: SweepParams = SweepParams()) -> SweepResult:
+                max_depth: float, params: SweepParams | None = None) -> SweepResult:
     """Depth of the reference view (grey float32 HxW, intrinsics ``camera``) from ``views``
     between ``min_depth`` and ``max_depth`` (the poses' unit)."""
+    params = params or SweepParams()
     h, w = ref.shape
     nan = np.full((h, w), np.nan, np.float32)
     if not views or not 0 < min_depth < max_depth:

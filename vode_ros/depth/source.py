@@ -66,7 +66,7 @@ def working_camera(camera: Camera, width: int) -> Camera:
     """``camera`` for its image resized to ``width`` pixels wide (the aspect ratio kept; pixel
     centres mapped onto pixel centres)."""
     width = min(int(width), camera.width)
-    height = max(1, int(round(camera.height * width / camera.width)))
+    height = max(1, round(camera.height * width / camera.width))
     sx, sy = width / camera.width, height / camera.height
     return Camera(camera.fx * sx, camera.fy * sy, (camera.cx + 0.5) * sx - 0.5,
                   (camera.cy + 0.5) * sy - 0.5, width, height)

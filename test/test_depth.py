@@ -254,3 +254,22 @@ def test_full_resolution_output(sequence):
                                                  np.ones((48, 64), np.float32))
     assert out.depth.shape == (240, 320) and out.confidence.shape == (240, 320)
     assert out.camera == synth.default_camera(320, 240)
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+def test_eval_scores_depth_with_one_scale_for_the_run_and_the_unit_ratio():
+    from types import SimpleNamespace
+
+    from vode_ros.evaluation.evaluate import _depth_metrics
+    from vode_ros.evaluation.metrics import DepthEvaluation
+    rng = np.random.default_rng(0)
+    ev = DepthEvaluation()
+    for k in range(5):
+        gt = rng.uniform(0.5, 5.0, (24, 32)).astype(np.float32)
+        ev.add(gt, gt / (2.0 * (1 + 0.01 * k)))       # depth unit: 2 m, drifting 1 % an image
+    assert ev.with_ratio(2.04)["abs_rel"] < 0.03
+    assert ev.with_ratio(1.0)["abs_rel"] == pytest.approx(0.51, abs=0.01)   # 1 - 1 / 2.04
+    depth, _ = _depth_metrics(SimpleNamespace(depth=ev), odometry_scale=2.0)
+    assert depth["unit_ratio"] == pytest.approx(1.02, abs=1e-6)      # median image: k = 2
+    assert depth["run_scale"]["abs_rel"] < 0.03
+    assert depth["scale_spread"] == pytest.approx(0.0139, abs=0.001)

@@ -107,7 +107,7 @@ class KeyframeDepth:
         cam = working_camera(camera, self.cfg.working_width)
         net = _resized(network_depth, cam, cv2.INTER_LINEAR).astype(np.float32)
         grey = cv2.cvtColor(_resized(image, cam, cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-        timings = {}
+        timings: dict[str, float] = {}
         swept = tracked and self._keyframe(grey.astype(np.float32), cam, pose, net, timings)
         mv = self._multiview_at(cam, pose) if tracked else None
         if mv is not None:
@@ -178,7 +178,7 @@ class KeyframeDepth:
     def _multiview_at(self, cam: Camera, pose: np.ndarray) -> DepthImage | None:
         """The newest keyframe's multi-view depth seen from ``pose`` (None before any)."""
         kf = next((k for k in reversed(self.keyframes) if k.multiview is not None), None)
-        if kf is None:
+        if kf is None or kf.multiview is None:
             return None
         if kf is self.keyframes[-1] and np.array_equal(kf.pose, pose):
             return kf.multiview

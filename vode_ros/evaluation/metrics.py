@@ -435,10 +435,11 @@ class DepthEvaluation:
         """Mean Eigen metrics with one ``ratio`` (metres per prediction unit) for every image:
         e.g. the trajectory's Sim(3) scale, which measures whether depth and odometry share a
         unit."""
-        errors = [evaluate_depth_image(g, p, self.min_depth, self.max_depth, ratio)[0]
-                  for g, p in self._kept]
-        out = {k: (float(np.mean([e[k] for e in errors])) if errors else None)
-               for k in DEPTH_KEYS}
+        errors = [e for g, p in self._kept
+                  if (e := evaluate_depth_image(g, p, self.min_depth, self.max_depth,
+                                                ratio)[0]) is not None]
+        out: dict = {k: (float(np.mean([e[k] for e in errors])) if errors else None)
+                     for k in DEPTH_KEYS}
         out.update({"n_images": len(errors), "ratio": float(ratio)})
         return out
 

@@ -97,7 +97,6 @@ class KeyframeDepth:
         self.keyframes: deque[_DepthKeyframe] = deque(maxlen=self.cfg.sources + 1)
         self.alignment.reset()
         self.network_sigma = self.cfg.network_sigma_log
-        self.sweep_ms: list[float] = []
 
     def update(self, image: np.ndarray, camera: Camera, pose: np.ndarray,
                network_depth: np.ndarray, tracked: bool = True) -> DepthOutput:
@@ -106,9 +105,8 @@ class KeyframeDepth:
             self.keyframes.clear()
         cam = working_camera(camera, self.cfg.working_width)
         net = _resized(network_depth, cam, cv2.INTER_LINEAR).astype(np.float32)
-        grey = cv2.cvtColor(_resized(image, cam, cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
         timings: dict[str, float] = {}
-        swept = tracked and self._keyframe(grey.astype(np.float32), cam, pose, net, timings)
+        swept = tracked and self._keyframe(image, cam, pose, net, timings)
         mv = self._multiview_at(cam, pose) if tracked else None
         if mv is not None:
             self.alignment.update(net, mv.depth)
@@ -147,10 +145,10 @@ class KeyframeDepth:
         return (float(np.linalg.norm(rel[:3, 3])) >= self.cfg.keyframe_baseline * scene_depth
                 or rotation_angle_deg(rel) >= self.cfg.keyframe_rotation_deg)
 
-    def _keyframe(self, grey: np.ndarray, cam: Camera, pose: np.ndarray, net: np.ndarray,
+    def _keyframe(self, image: np.ndarray, cam: Camera, pose: np.ndarray, net: np.ndarray,
                   timings: dict) -> bool:
-        """A new depth keyframe where one is due, swept against the previous ones where there
-        are enough; returns whether a sweep ran."""
+        """A new depth keyframe where one is due (its grey image at the working resolution),
+        swept against the previous ones where there are enough; returns whether a sweep ran."""
         aligned = self.alignment.apply(net)
         finite = aligned[np.isfinite(aligned) & (aligned > 0)]
         if finite.size == 0:
@@ -158,6 +156,8 @@ class KeyframeDepth:
         scene = float(np.median(finite))
         if not self._keyframe_due(pose, scene):
             return False
+        grey = cv2.cvtColor(_resized(image, cam, cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        grey = grey.astype(np.float32)
         kf = _DepthKeyframe(grey, pose.copy())
         sources = list(self.keyframes)[-self.cfg.sources:]
         self.keyframes.append(kf)
@@ -170,9 +170,7 @@ class KeyframeDepth:
         keep = res.confidence >= self.cfg.min_confidence
         kf.multiview = DepthImage(np.where(keep, res.depth, np.nan).astype(np.float32),
                                   np.where(keep, res.sigma_log, np.nan).astype(np.float32))
-        ms = (time.perf_counter() - t0) * 1e3
-        timings["plane_sweep"] = ms
-        self.sweep_ms.append(ms)
+        timings["plane_sweep"] = (time.perf_counter() - t0) * 1e3
         return True
 
     def _multiview_at(self, cam: Camera, pose: np.ndarray) -> DepthImage | None:

@@ -273,3 +273,17 @@ def test_eval_scores_depth_with_one_scale_for_the_run_and_the_unit_ratio():
     assert depth["unit_ratio"] == pytest.approx(1.02, abs=1e-6)      # median image: k = 2
     assert depth["run_scale"]["abs_rel"] < 0.03
     assert depth["scale_spread"] == pytest.approx(0.0139, abs=0.001)
+
+
+def test_deferred_sweep_repeats_exactly(sequence):
+    """The sweep runs on its own thread; its depth joins at a fixed frame, so two runs agree."""
+    def run():
+        src = FusedDepth(DepthConfig(sweep_delay_frames=2), _spec(), False)
+        return [src.update(img, synth.default_camera(320, 240), T,
+                           cv2.resize(np.nan_to_num(gt, nan=20.0), (64, 48)) / 3.0)
+                for img, gt, T in sequence[:40]]
+    a, b = run(), run()
+    assert any(o.keyframe for o in a)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.depth, y.depth)
+        np.testing.assert_array_equal(x.confidence, y.confidence)

@@ -109,6 +109,11 @@ class DepthConfig:
         low=1, high=8)
     min_sources: int = _p(2, "Multi-view depth needs at least this many source keyframes.",
                           low=1, high=8)
+    sweep_delay_frames: int = _p(
+        2, "The plane sweep of a depth keyframe runs on its own thread beside the next frames; "
+        "its depth is used from this many frames after the keyframe (the same frame on any "
+        "machine, so runs repeat exactly; 0: at the keyframe itself, in line).", low=0,
+        high=100)
     planes: int = _p(32, "Depth hypotheses of the plane sweep, evenly spaced in inverse depth "
                      "(the best one is refined between its neighbours).", low=4, high=512)
     near_fraction: float = _p(

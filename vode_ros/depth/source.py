@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +46,8 @@ class _DepthKeyframe:
     grey: np.ndarray                      # working resolution, float32
     pose: np.ndarray                      # T_odom_camera
     multiview: DepthImage | None = None   # confident multi-view depth, None before any
+    sweep: Future | None = None           # the sweep running beside the frames that follow
+    due: int = 0                          # the frame whose update takes its result
 
 
 class DepthSource(Protocol):
@@ -91,10 +94,16 @@ class KeyframeDepth:
                                    cfg.alignment_gain, cfg.min_alignment_pixels)
         self.sweep = SweepParams(cfg.planes, cfg.window | 1, cfg.min_parallax_px,
                                  cfg.min_texture, cfg.min_uniqueness, cfg.max_cost)
+        self._executor: ThreadPoolExecutor | None = None
+        self.keyframes: deque[_DepthKeyframe] = deque()
         self.reset()
 
     def reset(self) -> None:
-        self.keyframes: deque[_DepthKeyframe] = deque(maxlen=self.cfg.sources + 1)
+        for kf in self.keyframes:
+            if kf.sweep is not None:
+                kf.sweep.cancel()
+        self.keyframes = deque(maxlen=self.cfg.sources + 1)
+        self.frame = 0
         self.alignment.reset()
         self.network_sigma = self.cfg.network_sigma_log
 
@@ -106,7 +115,9 @@ class KeyframeDepth:
         cam = working_camera(camera, self.cfg.working_width)
         net = _resized(network_depth, cam, cv2.INTER_LINEAR).astype(np.float32)
         timings: dict[str, float] = {}
+        self.frame += 1
         swept = tracked and self._keyframe(image, cam, pose, net, timings)
+        self._collect_sweeps(timings)
         mv = self._multiview_at(cam, pose) if tracked else None
         if mv is not None:
             self.alignment.update(net, mv.depth)
@@ -120,8 +131,9 @@ class KeyframeDepth:
             depth = _resized(depth, camera, cv2.INTER_LINEAR)
             conf = _resized(conf, camera, cv2.INTER_LINEAR)
             cam = camera
-        timings["depth_fusion"] = (time.perf_counter() - t0) * 1e3 - timings.get("plane_sweep",
+        timings["depth_fusion"] = (time.perf_counter() - t0) * 1e3 - timings.get("sweep_here",
                                                                                 0.0)
+        timings.pop("sweep_here", None)
         return DepthOutput(depth, conf, cam, swept, timings)
 
     def _update_network_sigma(self, net: np.ndarray, mv: np.ndarray) -> None:
@@ -163,15 +175,42 @@ class KeyframeDepth:
         self.keyframes.append(kf)
         if len(sources) < self.cfg.min_sources:
             return False
-        t0 = time.perf_counter()
         views = [SweepView(s.grey, cam, invert(s.pose) @ pose) for s in reversed(sources)]
-        res = plane_sweep(grey, cam, views, self.cfg.near_fraction * scene,
-                          self.cfg.far_factor * scene, self.sweep)
-        keep = res.confidence >= self.cfg.min_confidence
-        kf.multiview = DepthImage(np.where(keep, res.depth, np.nan).astype(np.float32),
-                                  np.where(keep, res.sigma_log, np.nan).astype(np.float32))
-        timings["plane_sweep"] = (time.perf_counter() - t0) * 1e3
+        args = (grey, cam, views, self.cfg.near_fraction * scene, self.cfg.far_factor * scene)
+        delay = self.cfg.sweep_delay_frames
+        if delay == 0:
+            t0 = time.perf_counter()
+            kf.multiview, timings["plane_sweep"] = self._sweep(*args)
+            timings["sweep_here"] = (time.perf_counter() - t0) * 1e3
+        else:
+            kf.sweep, kf.due = self._pool().submit(self._sweep, *args), self.frame + delay
         return True
+
+    def _sweep(self, grey: np.ndarray, cam: Camera, views: list[SweepView], near: float,
+               far: float) -> tuple[DepthImage, float]:
+        """The keyframe's confident multi-view depth and the sweep's time (ms)."""
+        t0 = time.perf_counter()
+        res = plane_sweep(grey, cam, views, near, far, self.sweep)
+        keep = res.confidence >= self.cfg.min_confidence
+        mv = DepthImage(np.where(keep, res.depth, np.nan).astype(np.float32),
+                        np.where(keep, res.sigma_log, np.nan).astype(np.float32))
+        return mv, (time.perf_counter() - t0) * 1e3
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """One worker thread for the sweeps (OpenCV and numpy release the GIL while they run)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="vode-plane-sweep")
+        return self._executor
+
+    def _collect_sweeps(self, timings: dict) -> None:
+        """Sweeps whose frame has come: their result joins their keyframe (waiting for it if
+        it is not ready), the same frame however fast the machine, so runs repeat exactly."""
+        for kf in self.keyframes:
+            if kf.sweep is not None and self.frame >= kf.due:
+                t0 = time.perf_counter()
+                kf.multiview, timings["plane_sweep"] = kf.sweep.result()
+                timings["sweep_wait"] = (time.perf_counter() - t0) * 1e3
+                kf.sweep = None
 
     def _multiview_at(self, cam: Camera, pose: np.ndarray) -> DepthImage | None:
         """The newest keyframe's multi-view depth seen from ``pose`` (None before any)."""

@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -97,6 +97,7 @@ class Peer(SpunNode):
     """The test's side of the graph: publishes camera frames, records what the node publishes."""
 
     TOPICS = {"odom": Odometry, "depth/image": Image, "depth/camera_info": CameraInfo,
+              "depth/confidence": Image, "depth/points": PointCloud2,
               "path": PathMsg, "/tf": TFMessage, "/diagnostics": DiagnosticArray}
 
     def __init__(self, domain_id: int, namespace: str = ""):

@@ -15,6 +15,7 @@ import pytest
 import model_factory as mf
 from ros_harness import NodeProcess, Peer, real_or_synthetic_frames, unique_domain_id
 from vode_ros.camera import Camera
+from vode_ros.depth.source import working_camera
 from vode_ros.ros import conversions as conv
 
 N_FRAMES = 24
@@ -125,17 +126,26 @@ def test_sequence_end_to_end(graph, frames):
 
     depth = peer.messages("depth/image")
     infos = peer.messages("depth/camera_info")
+    confidence = peer.messages("depth/confidence")
     assert [conv.stamp_to_ns(m.header.stamp) for m in depth] == stamps
     assert [conv.stamp_to_ns(m.header.stamp) for m in infos] == stamps
-    h, w = frames[0][0].shape[:2]
-    for d, info in zip(depth, infos, strict=True):
-        assert d.encoding == "32FC1" and (d.width, d.height) == (w, h) and d.step == w * 4
-        assert d.header.frame_id == info.header.frame_id == "camera_optical_frame"
+    assert [conv.stamp_to_ns(m.header.stamp) for m in confidence] == stamps
+    # depth at its working resolution (depth.resolution), with that resolution's camera_info
+    cam = working_camera(frames[0][1], 160)
+    w, h = cam.width, cam.height
+    for d, c, info in zip(depth, confidence, infos, strict=True):
+        for img in (d, c):
+            assert img.encoding == "32FC1" and (img.width, img.height) == (w, h)
+            assert img.step == w * 4
+        assert d.header.frame_id == c.header.frame_id == info.header.frame_id == \
+            "camera_optical_frame"
         assert (info.width, info.height) == (w, h)
-        np.testing.assert_allclose(np.array(info.k).reshape(3, 3), frames[0][1].K)
+        np.testing.assert_allclose(np.array(info.k).reshape(3, 3), cam.K)
     z = np.frombuffer(bytes(depth[-1].data), np.float32)
     valid = z[np.isfinite(z)]
     assert valid.size > 0.9 * z.size and (valid > 0).all()
+    conf = np.frombuffer(bytes(confidence[-1].data), np.float32)
+    assert ((conf >= 0) & (conf <= 1)).all()
 
     # the path is published from a timer (ros.path_period_s): it catches up within a period
     assert peer.wait_for(lambda: peer.messages("path") and

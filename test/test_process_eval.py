@@ -229,7 +229,9 @@ def test_eval_on_kitti_06_with_shipped_models(tmp_path):
     assert info["models"]["depth"]["metadata"]["vode.kind"] == "depth"
     cam = info["camera"]
     raw = cv2.imread(str(out / "depth" / "0.png"), cv2.IMREAD_UNCHANGED)
-    assert raw.shape == (cam["height"], cam["width"])
+    # depth PNGs at the depth's working resolution (depth.working_width, the aspect ratio kept)
+    w = load_config(None, []).depth.working_width
+    assert raw.shape == (round(cam["height"] * w / cam["width"]), w)
     for png in ("trajectory.png", "errors.png", "depth.png"):
         assert (out / png).is_file()
 

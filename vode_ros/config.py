@@ -84,6 +84,80 @@ class OdometryConfig:
 
 
 @dataclass
+class DepthConfig:
+    source: str = _p(
+        "fused", "Depth output: 'fused' (the network's depth aligned to the odometry's unit and "
+        "fused with multi-view depth from the odometry's keyframes) or 'network' (the "
+        "network's depth alone, aligned to the odometry's unit).", choices=("network", "fused"))
+    resolution: str = _p(
+        "working", "Resolution of the depth output: 'working' (depth.working_width wide, with "
+        "its own camera_info; REP-118 allows it) or 'full' (the camera image's).",
+        choices=("working", "full"))
+    working_width: int = _p(
+        160, "Width of the working resolution (pixels; the height keeps the image's aspect "
+        "ratio) at which multi-view depth is swept, fused and, by default, published.",
+        low=32, high=4096)
+    keyframe_baseline: float = _p(
+        0.06, "A depth keyframe when the camera moved this fraction of the scene's median depth "
+        "since the last one (about 8 pixels of parallax at the working resolution).",
+        low=0.001, high=1.0)
+    keyframe_rotation_deg: float = _p(
+        10.0, "A depth keyframe when the camera turned this much since the last one.",
+        low=0.1, high=180.0)
+    sources: int = _p(
+        2, "Previous depth keyframes the current keyframe is swept against (the newest ones; "
+        "at least depth.min_sources must exist). The sweep's cost grows with sources x planes.",
+        low=1, high=8)
+    min_sources: int = _p(2, "Multi-view depth needs at least this many source keyframes.",
+                          low=1, high=8)
+    sweep_delay_frames: int = _p(
+        2, "The plane sweep of a depth keyframe runs on its own thread beside the next frames; "
+        "its depth is used from this many frames after the keyframe (the same frame on any "
+        "machine, so runs repeat exactly; 0: at the keyframe itself, in line).", low=0,
+        high=100)
+    planes: int = _p(32, "Depth hypotheses of the plane sweep, evenly spaced in inverse depth "
+                     "(the best one is refined between its neighbours).", low=4, high=512)
+    near_fraction: float = _p(
+        0.2, "Nearest plane of the sweep as a fraction of the scene's median depth.",
+        low=0.001, high=1.0)
+    far_factor: float = _p(
+        10.0, "Farthest plane of the sweep as a multiple of the scene's median depth.",
+        low=1.0, high=1000.0)
+    window: int = _p(7, "Side of the ZNCC matching window (working-resolution pixels, odd).",
+                     low=3, high=31)
+    min_parallax_px: float = _p(
+        2.0, "A pixel that the sweep moves less than this across its depth range (working "
+        "pixels) has no parallax: unknown.", low=0.0, high=100.0)
+    min_texture: float = _p(
+        2.0, "A pixel whose matching window's grey-level standard deviation is below this has no "
+        "texture: unknown.", low=0.0, high=255.0)
+    min_uniqueness: float = _p(
+        0.15, "A match needs its cost (1 - ZNCC) this much below the best cost outside its own "
+        "minimum.", low=0.0, high=2.0)
+    max_cost: float = _p(0.5, "A best matching cost (1 - ZNCC) above this is no match.",
+                         low=0.0, high=2.0)
+    min_confidence: float = _p(
+        0.3, "Multi-view depth with a lower confidence takes no part in alignment or fusion.",
+        low=0.0, high=1.0)
+    network_sigma_log: float = _p(
+        0.15, "Smallest standard deviation of the aligned network depth in log depth (its "
+        "relative error) in the fusion; each frame measures the larger one a network shows "
+        "against the confident multi-view depth.", low=1e-3, high=10.0)
+    propagation_fraction: float = _p(
+        0.2, "Multi-view depth spreads to the pixels around it with a Gaussian of this standard "
+        "deviation (fraction of the working width).", low=0.0, high=2.0)
+    propagation_sigma_log: float = _p(
+        0.1, "Standard deviation (log depth) of spread multi-view depth where all pixels around "
+        "are known; it grows as 1/sqrt of the known fraction.", low=1e-3, high=10.0)
+    min_alignment_pixels: int = _p(
+        200, "Confident multi-view pixels a frame needs to align the network's depth; with fewer "
+        "the previous alignment holds.", low=3, high=1000000)
+    alignment_gain: float = _p(
+        0.3, "Fraction (in log scale) of a frame's own alignment taken into the running "
+        "alignment (1: every frame alone; lower: steadier scale).", low=0.01, high=1.0)
+
+
+@dataclass
 class PoseConfig:
     backend: str = _p(
         "hybrid", "Pose backend: 'network' (the pose model), 'geometric' (tracked features, "
@@ -409,8 +483,13 @@ class RosConfig:
                                  node_only=True)
     publish_odom: bool = _p(True, "Publish nav_msgs/Odometry on odom.", node_only=True)
     publish_depth: bool = _p(True, "Publish depth/image (32FC1 in the odometry's unit: metres "
-                             "with a metric model; NaN invalid) and depth/camera_info.",
+                             "when the odometry is metric; NaN unknown), depth/confidence (32FC1, "
+                             "0..1) and depth/camera_info, at depth.resolution.",
                              node_only=True)
+    publish_points: bool = _p(False, "Publish depth/points (sensor_msgs/PointCloud2: x y z rgb in "
+                              "the camera optical frame) from the depth output.", node_only=True)
+    points_stride: int = _p(2, "depth/points takes every n-th pixel of the depth output in each "
+                            "direction.", low=1, high=64, node_only=True)
     publish_path: bool = _p(True, "Publish nav_msgs/Path on path.", node_only=True)
     path_max_poses: int = _p(2000, "Poses kept in the published path (oldest dropped).",
                              low=1, high=10000000, node_only=True)
@@ -437,6 +516,7 @@ class VodeConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)

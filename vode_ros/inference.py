@@ -16,7 +16,10 @@ vode.input_mean         3 comma-separated floats; the input is ``(rgb / 255 - me
 vode.input_std          3 comma-separated floats
 vode.scale              ``relative`` (up to an unknown factor) or ``metric`` (metres)
 vode.output             depth models: ``disparity`` (sigmoid in [0, 1], mapped to depth through
-                        the depth range as ``1 / (1/max + (1/min - 1/max) * d)``) or ``depth``
+                        the depth range as ``1 / (1/max + (1/min - 1/max) * d)``), ``depth``, or
+                        ``affine_inverse_depth``: inverse depth up to an unknown scale and shift,
+                        ``a / z + b`` (what MiDaS and Depth Anything export; the odometry aligns
+                        it to its map); its inverse is capped to the depth range
 vode.min_depth          depth models: smallest depth the model predicts (> 0)
 vode.max_depth          depth models: largest depth the model predicts (> min_depth)
 vode.pose               pose models: ``axisangle_translation``: output ``(rx, ry, rz, tx, ty, tz)``,
@@ -52,6 +55,7 @@ LOG = logging.getLogger(__name__)
 
 CONTRACT_VERSION = "1"
 KINDS = ("depth", "pose")
+DEPTH_OUTPUTS = ("disparity", "depth", "affine_inverse_depth")
 REQUIRED = ("vode.contract", "vode.kind", "vode.input_height", "vode.input_width",
             "vode.input_mean", "vode.input_std", "vode.scale")
 REQUIRED_DEPTH = ("vode.output", "vode.min_depth", "vode.max_depth")
@@ -161,9 +165,9 @@ def parse_metadata(meta: dict, source: str = "model", expect_kind: str | None = 
     if kind == "depth":
         need(REQUIRED_DEPTH)
         output = meta["vode.output"]
-        if output not in ("disparity", "depth"):
-            raise ModelError(f"{source}: vode.output must be 'disparity' or 'depth', got "
-                             f"{output!r}")
+        if output not in DEPTH_OUTPUTS:
+            raise ModelError(f"{source}: vode.output must be one of {', '.join(DEPTH_OUTPUTS)},"
+                             f" got {output!r}")
         lo, hi = floats("vode.min_depth", 1)[0], floats("vode.max_depth", 1)[0]
         if not 0 < lo < hi:
             raise ModelError(f"{source}: expected 0 < vode.min_depth < vode.max_depth, got "

@@ -106,6 +106,33 @@ def depth_image_fields(depth: np.ndarray) -> ImageFields:
                        d.tobytes())
 
 
+def confidence_image_fields(confidence: np.ndarray) -> ImageFields:
+    """A confidence map (0..1) as a 32FC1 image beside the depth image."""
+    return depth_image_fields(confidence)
+
+
+@dataclass(frozen=True)
+class PointCloudFields:
+    """``sensor_msgs/PointCloud2`` values of an unorganised cloud of x y z (float32) and rgb
+    (the float32 field RViz reads: 0x00RRGGBB reinterpreted), little-endian, 16 bytes a point."""
+
+    width: int
+    fields: tuple                   # (name, offset) of each FLOAT32 field
+    point_step: int
+    row_step: int
+    data: bytes
+
+
+def point_cloud_fields(xyz: np.ndarray, rgb: np.ndarray) -> PointCloudFields:
+    n = len(xyz)
+    cloud = np.empty((n, 4), np.float32)
+    cloud[:, :3] = xyz
+    c = rgb.astype(np.uint32)
+    cloud[:, 3] = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+    return PointCloudFields(n, (("x", 0), ("y", 4), ("z", 8), ("rgb", 12)), 16, 16 * n,
+                            cloud.tobytes())
+
+
 @dataclass(frozen=True)
 class CameraInfoFields:
     """``sensor_msgs/CameraInfo`` values of an undistorted pinhole camera: plumb_bob with zero

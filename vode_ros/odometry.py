@@ -15,6 +15,7 @@ import numpy as np
 from vode_ros.camera import Camera, Frame
 from vode_ros.config import VodeConfig
 from vode_ros.depth import DepthEstimator
+from vode_ros.depth.source import make_depth_source
 from vode_ros.errors import InputError, ModelOutputError
 from vode_ros.geometry import adjoint, from_xyz_rpy, invert, is_finite_transform, rotation_angle_deg
 from vode_ros.pose import FrameData, PoseBackend, PoseResult
@@ -31,8 +32,8 @@ class Estimate:
     twist: np.ndarray                 # (vx vy vz wx wy wz) of base_link in base_link
     pose_covariance: np.ndarray       # 6x6 (x y z rx ry rz) in odom
     twist_covariance: np.ndarray      # 6x6 in base_link
-    depth: np.ndarray | None          # HxW float32 at image resolution, model units, NaN invalid
-    camera: Camera                    # intrinsics of ``depth``
+    depth: np.ndarray | None          # float32, the odometry's unit, NaN unknown (depth.resolution)
+    camera: Camera                    # intrinsics of the frame's image
     tracking: str                     # INITIALIZING, TRACKING or LOST
     reason: str = ""                  # why tracking failed, or why a fallback ran
     backend: str = ""                 # pose backend that produced this step
@@ -42,6 +43,9 @@ class Estimate:
     # backend's unit is the trajectory's), and where the scale comes from (ScaleStatus.to_dict)
     scale_m_per_unit: float = 1.0
     scale_status: dict | None = None
+    confidence: np.ndarray | None = None   # 0..1 beside ``depth``
+    depth_camera: Camera | None = None     # intrinsics of ``depth`` and ``confidence``
+    depth_keyframe: bool = False           # multi-view depth was swept at this frame
 
 
 class VisualOdometry:
@@ -61,6 +65,7 @@ class VisualOdometry:
         self.metric_scale = metric_scale_for(config)
         self.scale = "metric" if pose_backend.metric or self.metric_scale is not None \
             else "relative"
+        self.depth_source = make_depth_source(config.depth, depth.spec, self.scale == "metric")
         step_var = np.r_[np.full(3, self.cfg.translation_sigma_per_frame ** 2),
                          np.full(3, np.radians(self.cfg.rotation_sigma_per_frame_deg) ** 2)]
         self.step_covariance = np.diag(step_var)
@@ -76,6 +81,7 @@ class VisualOdometry:
         self.tracking = INITIALIZING
         self.frames = 0
         self.pose_backend.reset()           # backends with their own state (keyframes, map)
+        self.depth_source.reset()
         if self.metric_scale is not None:
             self.metric_scale.reset()
 
@@ -153,15 +159,20 @@ class VisualOdometry:
             twist_cov = inflated / max(dt, 1e-3) ** 2
         self.last_stamp_ns = frame.stamp_ns
         self.frames += 1
-        h, w = frame.image.shape[:2]
-        depth_full = self.depth.upsample(depth_net, w, h)
         timings["odometry"] = (time.perf_counter() - t3) * 1e3
+        # depth in the odometry's unit, from this frame's network depth and camera pose
+        t4 = time.perf_counter()
+        out = self.depth_source.update(frame.image, frame.camera, self.pose @ self.base_to_camera,
+                                       depth_net, tracked=ok)
+        timings["depth"] += (time.perf_counter() - t4) * 1e3   # the depth stage: all of it
+        timings.update(out.timings_ms)
         return Estimate(
             stamp_ns=frame.stamp_ns, pose=self.pose.copy(),
             camera_pose=self.pose @ self.base_to_camera, twist=twist,
             pose_covariance=self.pose_covariance.copy(), twist_covariance=twist_cov,
-            depth=depth_full, camera=frame.camera, tracking=self.tracking, reason=reason,
-            backend=backend, scale=self.scale, timings_ms=timings, scale_m_per_unit=m_per_unit,
+            depth=out.depth, camera=frame.camera, tracking=self.tracking, reason=reason,
+            backend=backend, scale=self.scale, timings_ms=timings, confidence=out.confidence,
+            depth_camera=out.camera, depth_keyframe=out.keyframe, scale_m_per_unit=m_per_unit,
             scale_status=scale_status_of(self.metric_scale, self.pose_backend))
 
     def _metric_step(self, step: np.ndarray, stamp_ns: int) -> tuple[np.ndarray, float]:

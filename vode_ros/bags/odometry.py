@@ -67,7 +67,7 @@ class OdometryBag:
                 position % self.depth_every == 0:
             self.bag.write("/depth/image", IMAGE, m.depth(est.depth, t, r.camera_frame), t)
             self.bag.write("/depth/camera_info", CAMERA_INFO,
-                           m.camera_info(est.camera, t, r.camera_frame), t)
+                           m.camera_info(est.depth_camera or est.camera, t, r.camera_frame), t)
         self.poses.append(m.pose_stamped(est.pose, t, r.odom_frame))
         self.frames += 1
         self.last_stamp = t

@@ -77,6 +77,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         geometry_ms: list = []
         pose_with_geometry_ms: list = []   # the pose stage on the same frames
         ba_ms: list = []
+        depth_ms: dict[str, list] = {"plane_sweep": [], "depth_fusion": []}
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
             runner.reset()
@@ -97,6 +98,9 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                     pose_with_geometry_ms.append(timings.get("pose", 0.0))
                 if "pose_bundle_adjustment" in timings:     # keyframes only
                     ba_ms.append(timings["pose_bundle_adjustment"])
+                for k, v in depth_ms.items():
+                    if k in timings:
+                        v.append(timings[k])
                 n_timed += 1
             if rep > 0:
                 wall += time.perf_counter() - t_start
@@ -127,6 +131,11 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                                       else None),
             # inside geometry: the local bundle adjustment, on the keyframes where it ran
             "bundle_adjustment_ms": _summary(ba_ms) if ba_ms else None,
+            # inside the depth stage: the multi-view plane sweep (at depth keyframes only) and
+            # the alignment and fusion of every frame
+            "plane_sweep_ms": {**_summary(depth_ms["plane_sweep"]),
+                               "keyframes": len(depth_ms["plane_sweep"])},
+            "depth_fusion_ms": _summary(depth_ms["depth_fusion"]),
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
                         platform.machine(), "python": platform.python_version()},
         }

@@ -33,8 +33,12 @@ class DepthGrid:
 
     @staticmethod
     def _sample(index, image, pred, gt) -> dict:
-        return {"index": index, "image": thumbnail(image), "pred": thumbnail(pred),
-                "gt": None if gt is None else thumbnail(gt)}
+        gt = None if gt is None else thumbnail(gt)
+        pred = thumbnail(pred)
+        if gt is not None and pred.shape != gt.shape:     # depth at its working resolution
+            import cv2
+            pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+        return {"index": index, "image": thumbnail(image), "pred": pred, "gt": gt}
 
     def offer(self, position: int, index: int, image, pred, gt) -> None:
         while self.k + 1 < len(self.targets) and position >= self.targets[self.k + 1]:

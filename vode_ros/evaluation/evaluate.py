@@ -138,11 +138,25 @@ def _metric_scale_metrics(truth: GroundTruthSamples, record: RunRecord, m: dict,
     return out
 
 
-def _depth_metrics(truth: GroundTruthSamples) -> tuple[dict, dict]:
+def _depth_metrics(truth: GroundTruthSamples, odometry_scale: float | None
+                   ) -> tuple[dict, dict]:
+    """Depth metrics, and where the trajectory has a scale (metres per odometry unit; 1 for
+    metric odometry) the same with that one scale for the run, the depth's unit over the
+    odometry's and the spread of the per-image scales."""
     depth, baseline = truth.depth.result()
     if depth["n_images"] == 0 and truth.depth.skipped == 0:
         depth = {"n_images": 0, "note": "the input has no ground-truth depth"}
         baseline = {"n_images": 0}
+        return depth, baseline
+    ratios = depth["scale_ratio"]
+    depth["scale_spread"] = ratios["std_over_mean"]
+    if odometry_scale and depth["n_images"]:
+        depth["run_scale"] = truth.depth.with_ratio(odometry_scale)
+        depth["run_scale"]["rule"] = ("one scale for the run: the trajectory's Sim(3) scale "
+                                      "(metres per odometry unit)")
+        depth["unit_ratio"] = ratios["median"] / odometry_scale
+        depth["unit_ratio_meaning"] = ("the depth's unit over the odometry's: median per-image "
+                                       "scale (metres per depth unit) / the trajectory's scale")
     return depth, baseline
 
 
@@ -157,7 +171,8 @@ def evaluate_run(record: RunRecord, truth: GroundTruthSamples, options: EvalOpti
     traj = _trajectory(truth, record, record.poses, options.align, "trajectory evaluation")
     metric_scale = _metric_scale_metrics(truth, record, traj.metrics, traj)
     loop_metrics = _loop_closure_metrics(truth, record, options.align)
-    depth, baseline = _depth_metrics(truth)
+    odometry_scale = 1.0 if record.scale == "metric" else traj.metrics["scale_ratio"]
+    depth, baseline = _depth_metrics(truth, odometry_scale)
     m = {
         "input": record.input, "layout": record.layout, "name": record.name,
         "frames_processed": record.frames_processed, "frames_skipped": record.frames_skipped,

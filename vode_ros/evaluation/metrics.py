@@ -41,7 +41,9 @@ the valid pixels; metric ones by 1.0 (or, on request, one global ratio: the medi
 ratios). After scaling the prediction is capped to [min_depth, max_depth]. Per image:
 abs_rel = mean(|p - g| / g), sq_rel = mean((p - g)^2 / g), rmse = sqrt(mean((p - g)^2)),
 rmse_log = sqrt(mean((ln p - ln g)^2)), a_k = fraction of max(p/g, g/p) < 1.25^k (k = 1, 2, 3).
-The sequence figure is the mean over images. The "median-scaled constant depth" baseline predicts
+The sequence figure is the mean over images; ``with_ratio`` gives it with one given ratio for all
+images (``vode eval``: the trajectory's Sim(3) scale, so depth and odometry must share a unit to
+score well). The "median-scaled constant depth" baseline predicts
 one constant per image, scaled by the same median rule (so it equals median(gt) everywhere): a
 model that does not beat it has learnt no depth structure.
 """
@@ -422,12 +424,24 @@ class DepthEvaluation:
         self.ratios.append(median_scale(g.astype(np.float64), p.astype(np.float64)))
         self.valid_fraction.append(float(mask.mean()))
         self.baseline.append(constant_baseline_errors(gt, mask, self.min_depth, self.max_depth))
+        self._kept.append((g.copy(), p.copy()))
         if self.scaling == "global":
-            self._kept.append((g.copy(), p.copy()))
             return None
         err, _, _ = evaluate_depth_image(g, p, self.min_depth, self.max_depth, self.scaling)
         self.errors.append(err)
         return err
+
+    def with_ratio(self, ratio: float) -> dict:
+        """Mean Eigen metrics with one ``ratio`` (metres per prediction unit) for every image:
+        e.g. the trajectory's Sim(3) scale, which measures whether depth and odometry share a
+        unit."""
+        errors = [e for g, p in self._kept
+                  if (e := evaluate_depth_image(g, p, self.min_depth, self.max_depth,
+                                                ratio)[0]) is not None]
+        out: dict = {k: (float(np.mean([e[k] for e in errors])) if errors else None)
+                     for k in DEPTH_KEYS}
+        out.update({"n_images": len(errors), "ratio": float(ratio)})
+        return out
 
     def global_ratio(self) -> float | None:
         return float(np.median(self.ratios)) if self.ratios else None

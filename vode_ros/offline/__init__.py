@@ -14,10 +14,10 @@ Outputs (DIR = ``--out``):
 - ``trajectory.txt``: TUM ``t tx ty tz qx qy qz qw``, one line per processed frame, the input's
   own stamps (ns precision); the pose is ``Estimate.camera_pose``, the camera optical frame in the
   odometry frame, so it compares directly with a dataset's camera ground truth;
-- ``depth/<index>.png``: every Nth frame (``save_depth``; 0 = none), 16-bit PNG at the input image
-  resolution, value = depth x 1000, 0 = invalid, saturating at 65535. For a metric model that is
-  millimetres; for a relative-scale model it is model units x 1000 (multiply by a scale ratio from
-  ``vode eval`` to get metres);
+- ``depth/<index>.png``: every Nth frame (``save_depth``; 0 = none), 16-bit PNG at the depth's
+  resolution (``depth.resolution``), value = depth x 1000, 0 = invalid, saturating at 65535, in
+  the odometry's unit: millimetres when the odometry is metric, else thousandths of the
+  trajectory's unit (multiply by the scale ratio from ``vode eval`` to get millimetres);
 - ``run.json``: input, layout, frames processed/skipped (by kind), scale kind and source (with
   ``--wheel-odom FILE.tum`` or a bag's Odometry topic, the wheel odometry's), model files with
   their contract metadata, execution provider, pose backend counts, tracking-lost count and

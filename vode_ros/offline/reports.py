@@ -109,6 +109,6 @@ def _depth_png_info(r: RunRecord, depth_pngs: DepthPngs) -> dict:
     return {"folder": "depth", "every_nth_frame": depth_pngs.every, "files": depth_pngs.files,
             "name": "<frame index>.png",
             "encoding": "uint16, value = depth x 1000, 0 = invalid, saturates at 65535",
-            "unit": "millimetres" if r.depth_metric else
-                    "model units x 1000 (relative-scale model: multiply by the scale ratio of "
-                    "`vode eval` for millimetres)"}
+            "unit": "millimetres" if r.scale == "metric" else
+                    "thousandths of the odometry's unit (relative scale: multiply by the scale "
+                    "ratio of `vode eval` for millimetres)"}

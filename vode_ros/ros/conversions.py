@@ -17,7 +17,7 @@ from geometry_msgs.msg import (
     Vector3,
 )
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vode_ros import message_fields as fields
@@ -82,6 +82,22 @@ def depth_to_image(depth: np.ndarray, header: Header) -> Image:
     f = fields.depth_image_fields(depth)
     msg = Image(header=header, height=f.height, width=f.width, encoding=f.encoding,
                 is_bigendian=f.is_bigendian, step=f.step)
+    msg.data = f.data
+    return msg
+
+
+def confidence_to_image(confidence: np.ndarray, header: Header) -> Image:
+    """32FC1 confidence image (0..1) beside the depth image."""
+    return depth_to_image(confidence, header)
+
+
+def points_to_cloud(xyz: np.ndarray, rgb: np.ndarray, header: Header) -> PointCloud2:
+    """An unorganised PointCloud2 of x y z rgb (float32 fields) in ``header``'s frame."""
+    f = fields.point_cloud_fields(xyz, rgb)
+    msg = PointCloud2(header=header, height=1, width=f.width, is_bigendian=False,
+                      point_step=f.point_step, row_step=f.row_step, is_dense=True,
+                      fields=[PointField(name=name, offset=offset, datatype=PointField.FLOAT32,
+                                         count=1) for name, offset in f.fields])
     msg.data = f.data
     return msg
 

@@ -40,7 +40,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -48,6 +48,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from vode_ros.camera import Frame
 from vode_ros.config import NODE_NAME, VodeConfig
+from vode_ros.depth.points import depth_points
 from vode_ros.errors import InputError, VodeError
 from vode_ros.geometry import is_finite_transform
 from vode_ros.odometry import INITIALIZING, LOST
@@ -144,10 +145,13 @@ class VodeNode(Node):
         # outputs
         self.pub_odom = self.create_publisher(Odometry, "odom", 10) if r.publish_odom else None
         self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS) if r.publish_tf else None
-        self.pub_depth = self.pub_depth_info = None
+        self.pub_depth = self.pub_depth_info = self.pub_confidence = self.pub_points = None
         if r.publish_depth:
             self.pub_depth = self.create_publisher(Image, "depth/image", 5)
+            self.pub_confidence = self.create_publisher(Image, "depth/confidence", 5)
             self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", 5)
+        if r.publish_points:
+            self.pub_points = self.create_publisher(PointCloud2, "depth/points", 5)
         self.pub_path = self.create_publisher(Path, "path", 1) if r.publish_path else None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if r.publish_camera_tf:
@@ -349,7 +353,7 @@ class VodeNode(Node):
         if self.lc is not None:
             self.lc.add(est, rgb)                # a keyframe test and a queue: never waits
         t_lc = time.perf_counter()
-        self.publish_estimate(est, msg.header.stamp, info)
+        self.publish_estimate(est, msg.header.stamp, info, rgb)
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, **est.timings_ms, "publish": (t3 - t_lc) * 1e3,
                    "total": (t3 - t_arrival) * 1e3}
@@ -368,7 +372,7 @@ class VodeNode(Node):
             self.last_reason = est.reason
         return timings
 
-    def publish_estimate(self, est, stamp, info: CameraInfo):
+    def publish_estimate(self, est, stamp, info: CameraInfo, rgb: np.ndarray | None = None):
         r = self.cfg.ros
         if not (is_finite_transform(est.pose) and np.all(np.isfinite(est.twist))
                 and np.all(np.isfinite(est.pose_covariance))
@@ -387,14 +391,27 @@ class VodeNode(Node):
                 transforms.append(conv.matrix_to_transform(self.lc.map_to_odom(), map_header,
                                                            r.odom_frame))
             self.pub_tf.publish(TFMessage(transforms=transforms))
-        if self.pub_depth is not None and est.depth is not None:
-            cam_header = Header(stamp=stamp, frame_id=r.camera_frame)
-            self.pub_depth.publish(conv.depth_to_image(est.depth, cam_header))
-            self.pub_depth_info.publish(conv.camera_to_camera_info(est.camera, cam_header, info))
+        self._publish_depth(est, Header(stamp=stamp, frame_id=r.camera_frame), info, rgb)
         if self.pub_path is not None:
             with self.lock:
                 self.path.append(conv.pose_stamped(est.pose, odom_header))
                 self.path_dirty = True
+
+    def _publish_depth(self, est, header: Header, info: CameraInfo,
+                       rgb: np.ndarray | None) -> None:
+        """depth/image, depth/confidence and depth/camera_info (the depth's own intrinsics) and
+        depth/points, all with the image's stamp in the camera optical frame."""
+        if est.depth is None:
+            return
+        camera = est.depth_camera or est.camera
+        if self.pub_depth is not None:
+            self.pub_depth.publish(conv.depth_to_image(est.depth, header))
+            if est.confidence is not None:
+                self.pub_confidence.publish(conv.confidence_to_image(est.confidence, header))
+            self.pub_depth_info.publish(conv.camera_to_camera_info(camera, header, info))
+        if self.pub_points is not None and rgb is not None:
+            xyz, colour = depth_points(est.depth, camera, rgb, self.cfg.ros.points_stride)
+            self.pub_points.publish(conv.points_to_cloud(xyz, colour, header))
 
     def publish_path(self):
         with self.lock:

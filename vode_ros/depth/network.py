@@ -38,7 +38,9 @@ class DepthEstimator:
         return self.spec.metric
 
     def predict(self, tensor: np.ndarray) -> np.ndarray:
-        """Depth (h x w float32, model units, NaN invalid) at the network's input size."""
+        """Depth (h x w float32, model units, NaN invalid) at the network's input size (for
+        ``affine_inverse_depth`` models the inverse of the output: right up to an affine
+        transform of its inverse, which ``vode_ros.depth.alignment`` fits)."""
         out = self.model(tensor)[0, 0].astype(np.float32)
         finite = np.isfinite(out)
         if finite.mean() < max(self.min_valid_fraction, 1e-9):
@@ -48,6 +50,9 @@ class DepthEstimator:
         if self.spec.output == "disparity":
             depth = disparity_to_depth(np.clip(out, 0.0, 1.0), self.spec.min_depth,
                                        self.spec.max_depth)
+        elif self.spec.output == "affine_inverse_depth":
+            # depth up to an affine transform of its inverse: 1 / output, in the depth range
+            depth = 1.0 / np.clip(out, 1.0 / self.spec.max_depth, 1.0 / self.spec.min_depth)
         else:
             depth = np.clip(out, self.spec.min_depth, self.spec.max_depth)
         depth = depth.astype(np.float32)

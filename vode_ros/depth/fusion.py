@@ -1,0 +1,131 @@
+"""Fusion of the aligned network depth with the multi-view depth of the last depth keyframe.
+
+Both are estimates of log depth with a standard deviation: the network's is
+``depth.network_sigma_log`` everywhere, the multi-view depth's comes from its plane spacing and
+matching cost (``plane_sweep``). Where multi-view depth is known and confident they are combined
+by inverse-variance weighting in log depth; elsewhere the network's stands alone. The confidence
+published beside the depth is ``1 / (1 + (sigma / 0.1)^2)``: 0.5 for a 10 % standard deviation,
+near 1 for multi-view depth with a clear minimum, about 0.3 for the network alone.
+
+Multi-view depth is known only where there is texture and parallax; ``propagate`` spreads it to
+the pixels around (normalised convolution in log depth with a wide Gaussian), its standard
+deviation growing as the support of known pixels thins, so that geometry also speaks for the
+textureless wall beside a textured poster. The network's own standard deviation is measured on
+every frame against the confident multi-view depth (``network_sigma``): a network in a place it
+never saw is weighed down by what it gets wrong.
+
+``reproject`` carries the keyframe's multi-view depth to a later frame (forward-projected through
+the odometry's relative pose, the nearest surface kept), so frames between keyframes are fused
+and aligned too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vode_ros.camera import Camera
+
+SIGMA_REF = 0.1                        # log-depth standard deviation of confidence 0.5
+
+
+@dataclass
+class DepthImage:
+    """Depth (HxW float32, NaN unknown) and the standard deviation of its log (NaN unknown)."""
+
+    depth: np.ndarray
+    sigma_log: np.ndarray
+
+    @classmethod
+    def unknown(cls, height: int, width: int) -> DepthImage:
+        nan = np.full((height, width), np.nan, np.float32)
+        return cls(nan, nan.copy())
+
+
+def confidence_from_sigma(sigma_log: np.ndarray) -> np.ndarray:
+    """Confidence in 0..1 of a log-depth standard deviation (0 where unknown)."""
+    with np.errstate(invalid="ignore"):
+        c = 1.0 / (1.0 + (sigma_log / SIGMA_REF) ** 2)
+    return np.nan_to_num(c, nan=0.0).astype(np.float32)
+
+
+def reproject(depth: DepthImage, camera: Camera, T_cur_kf: np.ndarray, out_camera: Camera
+              ) -> DepthImage:
+    """The keyframe's depth (intrinsics ``camera``) seen from a camera at ``T_cur_kf``
+    (``X_cur = T X_kf``) with intrinsics ``out_camera``: each known pixel's point projected to
+    its nearest output pixel, the nearest point kept; unknown where no point lands."""
+    out = DepthImage.unknown(out_camera.height, out_camera.width)
+    v, u = np.nonzero(np.isfinite(depth.depth))
+    if len(u) == 0:
+        return out
+    z = depth.depth[v, u].astype(np.float64)
+    X = np.stack([(u - camera.cx) / camera.fx * z, (v - camera.cy) / camera.fy * z, z])
+    Xc = T_cur_kf[:3, :3] @ X + T_cur_kf[:3, 3:4]
+    zc = Xc[2]
+    front = zc > 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uc = np.round(out_camera.fx * Xc[0] / zc + out_camera.cx)
+        vc = np.round(out_camera.fy * Xc[1] / zc + out_camera.cy)
+    inside = front & (uc >= 0) & (uc < out_camera.width) & (vc >= 0) & (vc < out_camera.height)
+    order = np.argsort(-zc[inside])        # far first: the nearest point is written last
+    ui, vi = uc[inside][order].astype(int), vc[inside][order].astype(int)
+    out.depth[vi, ui] = zc[inside][order]
+    out.sigma_log[vi, ui] = depth.sigma_log[v, u][inside][order]
+    return out
+
+
+def fuse(network: DepthImage, multiview: DepthImage) -> DepthImage:
+    """Inverse-variance weighted mean in log depth where both are known, else whichever is."""
+    ln, lm = np.log(network.depth), np.log(multiview.depth)
+    wn, wm = network.sigma_log ** -2.0, multiview.sigma_log ** -2.0
+    both = np.isfinite(ln) & np.isfinite(lm) & np.isfinite(wn) & np.isfinite(wm)
+    depth = np.where(np.isfinite(ln), network.depth, multiview.depth).astype(np.float32)
+    sigma = np.where(np.isfinite(ln), network.sigma_log, multiview.sigma_log).astype(np.float32)
+    w = wn[both] + wm[both]
+    depth[both] = np.exp((ln[both] * wn[both] + lm[both] * wm[both]) / w)
+    sigma[both] = w ** -0.5
+    return DepthImage(depth, sigma)
+
+
+def network_sigma(network: np.ndarray, multiview: np.ndarray, floor: float,
+                  min_pixels: int = 50) -> float | None:
+    """Robust standard deviation (1.4826 MAD) of log(multi-view / aligned network depth) where
+    both are known, at least ``floor``; None with fewer than ``min_pixels`` such pixels."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.log(multiview / network)
+    r = r[np.isfinite(r)]
+    if r.size < min_pixels:
+        return None
+    return max(float(1.4826 * np.median(np.abs(r - np.median(r)))), floor)
+
+
+def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur of standard deviation ``sigma_px``, computed at a quarter of the size (the
+    result is smooth at that scale anyway)."""
+    h, w = img.shape
+    small = cv2.resize(img, (max(w // 4, 1), max(h // 4, 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), max(sigma_px / 4.0, 0.5),
+                             borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float) -> DepthImage:
+    """Multi-view depth spread to every pixel: known pixels keep their depth and standard
+    deviation; elsewhere the Gaussian-weighted (``sigma_px``) mean of the known log depths, with
+    standard deviation ``sigma_log / sqrt(support)`` (support: the weighted fraction of known
+    pixels around, 0..1); unknown where no known pixel is near."""
+    known = np.isfinite(multiview.depth)
+    if not known.any():
+        return multiview
+    w = known.astype(np.float32)
+    log_d = np.where(known, np.log(np.where(known, multiview.depth, 1.0)), 0.0).astype(
+        np.float32)
+    support = _blur(w, sigma_px)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = _blur(log_d * w, sigma_px) / support
+        sigma = sigma_log / np.sqrt(support)
+    near = support > 1e-3
+    depth = np.where(known, multiview.depth, np.where(near, np.exp(mean), np.nan))
+    sig = np.where(known, multiview.sigma_log, np.where(near, sigma, np.nan))
+    return DepthImage(depth.astype(np.float32), sig.astype(np.float32))

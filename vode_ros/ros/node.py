@@ -514,7 +514,11 @@ class VodeNode(Node):
         if self.throttle.ready(kind):
             n = self.throttle.counts[kind]
             suffix = f" [{n} times so far]" if n > 1 else ""
-            (self.log.warn if warn else self.log.error)(text + suffix)
+            # one call site per severity: Jazzy's rclpy refuses a severity change at one site
+            if warn:
+                self.log.warn(text + suffix)
+            else:
+                self.log.error(text + suffix)
 
     # -- diagnostics -----------------------------------------------------------------------------
     def _publish_diagnostics(self):

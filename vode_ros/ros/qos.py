@@ -100,9 +100,14 @@ class QosMismatchReporter:
 
     def _peers(self, infos, verb: str) -> str:
         own = self.node.get_fully_qualified_name()
-        peers = [f"{i.node_namespace.rstrip('/')}/{i.node_name} {verb} {describe(i.qos_profile)}"
-                 for i in infos
-                 if f"{i.node_namespace.rstrip('/')}/{i.node_name}" != own]
+        peers = []
+        for i in infos:
+            name = f"{i.node_namespace.rstrip('/')}/{i.node_name}"
+            if name == own:
+                continue
+            if i.node_name.startswith("_NODE_NAME_UNKNOWN"):     # endpoint seen before its node
+                name = "a peer (its node not discovered yet)"
+            peers.append(f"{name} {verb} {describe(i.qos_profile)}")
         return "; ".join(peers) if peers else "no peer seen in the graph yet"
 
     def _report(self, side: str, topic: str, qos: QoSProfile, info, peers: str,

@@ -244,3 +244,22 @@ def test_shutdown_finalizes_and_the_process_exits_cleanly(graph):
     assert node.alive()
     assert node.stop() == 0, node.log()
     assert "Traceback" not in node.log()
+
+
+def test_launch_managed_true_starts_a_node_that_waits_for_its_transitions(tmp_path):
+    """The command line launch/vode.launch.py builds with managed:=true, run for real."""
+    from test_launch import run_launch
+    r = run_launch({"managed": "true", "namespace": "robot2"}, executable=LIFECYCLE_NODE,
+                   tmp_dir=tmp_path)
+    assert r.nodes["vode_lifecycle_node"].fqn == "/robot2/vode_node"
+    domain = unique_domain_id()
+    node = NodeProcess(domain, tmp_path / "node.log", command=r.argv)
+    peer = Peer(domain)
+    try:
+        managed = Managed(peer, "/robot2/vode_node")
+        assert managed.state() == "unconfigured", node.log()
+        assert managed.transition(Transition.TRANSITION_CONFIGURE), node.log()
+        assert managed.state() == "inactive"
+    finally:
+        peer.close()
+        assert node.stop() == 0, node.log()

@@ -2,6 +2,7 @@
 #
 #   make venv    create/update .venv (seconds when nothing changed)
 #   make test    the whole pytest suite, in the venv, with the ROS environment it needs
+#   make test ROS_DISTRO=jazzy   the tests that need a ROS graph, in .venv-jazzy (ROS 2 Jazzy)
 #   make test-core  the tests that need no ROS graph and are quick (under a minute)
 #   make lint    ruff over the sources, mypy over the core modules
 #   make demo    vode demo
@@ -13,13 +14,32 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-VENV   := .venv
+# The ROS 2 release: Kilted (.venv, the whole suite) unless ROS_DISTRO=<release> is given on make's
+# command line; then .venv-<release> from requirements/<release>.txt and its lock, and `make test`
+# runs the tests that need a ROS graph (marker ros, the colcon build left out). A ROS_DISTRO in the
+# environment (as a sourced ROS install sets it) does not choose the venv.
+ifeq ($(origin ROS_DISTRO),command line)
+DISTRO := $(ROS_DISTRO)
+else
+DISTRO := kilted
+endif
+ifeq ($(DISTRO),kilted)
+VENV         := .venv
+REQUIREMENTS := requirements.txt
+LOCK         := requirements/lock.txt
+TEST_SELECT  :=
+else
+VENV         := .venv-$(DISTRO)
+REQUIREMENTS := requirements/$(DISTRO).txt
+LOCK         := requirements/$(DISTRO)-lock.txt
+TEST_SELECT  := -m "ros and not slow"
+endif
 VPY    := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 STAMP  := $(VENV)/.stamp
 
 # What the venv is built from: a change to any of these re-runs the (incremental) install.
-VENV_INPUTS := requirements.txt requirements/lock.txt msg/TFMessage.msg tools/gen_tf2_msgs.sh \
+VENV_INPUTS := $(REQUIREMENTS) $(LOCK) msg/TFMessage.msg tools/gen_tf2_msgs.sh \
                tools/venv_setup.py setup.py setup.cfg package.xml resource/vode_ros Makefile
 # Linked into .venv/share/vode_ros by tools/venv_setup.py: a new or removed file re-links
 # (their names count for the stamp, not their contents: links follow edits).
@@ -32,6 +52,10 @@ DATA_FILES  := $(sort $(wildcard launch/*.py launch/*.xml launch/*.yaml config/*
 VENV_ABS := $(CURDIR)/$(VENV)
 export AMENT_PREFIX_PATH := $(VENV_ABS)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
+ifneq ($(DISTRO),kilted)
+# Fast DDS 2.x (Jazzy) reads the profile from the older variable name only
+export FASTRTPS_DEFAULT_PROFILES_FILE ?= $(FASTDDS_DEFAULT_PROFILES_FILE)
+endif
 export PYTHONUNBUFFERED := 1
 
 PYTEST_ARGS ?= -q
@@ -50,7 +74,7 @@ MYPY_FILES := $(wildcard $(addprefix vode_ros/,camera.py geometry.py imaging.py 
 .PHONY: help venv test test-core lint demo lock colcon clean distclean
 
 help:
-	@sed -n '1,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,11p' Makefile | sed 's/^# \{0,1\}//'
 
 venv:
 	@want=$$({ cat $(VENV_INPUTS); printf '%s\n' $(DATA_FILES); } 2>/dev/null | sha256sum | cut -c1-32); \
@@ -62,8 +86,8 @@ venv:
 	  "$(PYTHON)" -c 'import sys; assert sys.version_info[:2] == (3, 11), "the ROS wheels need Python 3.11; set PYTHON=python3.11"'; \
 	  echo "venv: creating $(VENV) with $(PYTHON)"; "$(PYTHON)" -m venv $(VENV); fi; \
 	rm -f $(STAMP); \
-	echo "venv: installing pinned requirements (requirements.txt, requirements/lock.txt)"; \
-	$(PIP) -r requirements.txt 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
+	echo "venv: installing pinned requirements ($(REQUIREMENTS), $(LOCK))"; \
+	$(PIP) -r $(REQUIREMENTS) 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
 	tools/gen_tf2_msgs.sh $(VENV); \
 	echo "venv: installing vode_ros (editable)"; \
 	$(PIP) --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
@@ -73,7 +97,7 @@ venv:
 
 # timeout: a last cap on the whole run (s), for a hang outside any one test's watchdog
 test: venv
-	timeout -k 30 2700 $(VPY) -m pytest $(PYTEST_ARGS) test/
+	timeout -k 30 2700 $(VPY) -m pytest $(PYTEST_ARGS) $(TEST_SELECT) test/
 
 # markers (setup.cfg, given in test/conftest.py): ros = needs a ROS graph or node subprocesses,
 # slow = takes more than a few seconds
@@ -91,9 +115,9 @@ demo: venv
 lock: venv
 	@$(VPY) -m pip freeze --exclude-editable --disable-pip-version-check \
 	  | grep -viE '^(vode[-_]ros|tf2[-_]msgs)==' \
-	  | { echo "# Every package of the venv, pinned (make lock). requirements.txt applies it with -c."; cat; } \
-	  > requirements/lock.txt
-	@echo "lock: wrote requirements/lock.txt ($$(grep -vc '^#' requirements/lock.txt) packages)"
+	  | { echo "# Every package of $(VENV), pinned (make lock$(if $(TEST_SELECT), ROS_DISTRO=$(DISTRO))). $(REQUIREMENTS) applies it with -c."; cat; } \
+	  > $(LOCK)
+	@echo "lock: wrote $(LOCK) ($$(grep -vc '^#' $(LOCK)) packages)"
 
 colcon: venv
 	$(VENV)/bin/colcon build --base-paths . --build-base build/colcon/build \

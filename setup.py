@@ -1,9 +1,9 @@
 """vode_ros: an ament_python package that is also a plain pip-installable project.
 
-- colcon build (ament_python): setup.cfg sends both executables to lib/vode_ros/, where
+- colcon build (ament_python): setup.cfg sends the executables to lib/vode_ros/, where
   `ros2 run vode_ros vode_node` and launch files look; data files go to share/vode_ros/.
 - pip install -e . (the venv, `make venv`): pip writes the console scripts into the venv's bin/
-  (vode, vode_node on PATH); data_files land under <venv>/share/, so with
+  (vode, vode_node, vode_lifecycle_node on PATH); data_files land under <venv>/share/, so with
   AMENT_PREFIX_PATH=<venv> ament_index finds share/vode_ros as under colcon.
 Python dependencies for the venv are pinned in requirements.txt; ROS ones are in package.xml.
 """
@@ -59,6 +59,7 @@ setup(
         "console_scripts": [
             "vode = vode_ros.cli:main",
             "vode_node = vode_ros.ros.node:main",
+            "vode_lifecycle_node = vode_ros.ros.lifecycle_node:main",
         ],
     },
 )

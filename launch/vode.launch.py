@@ -2,6 +2,7 @@
 
     ros2 launch vode_ros vode.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
     ros2 launch vode_ros vode.launch.py namespace:=robot1 camera_x:=0.12 use_rviz:=true
+    ros2 launch vode_ros vode.launch.py managed:=true      # vode_lifecycle_node, unconfigured
 
 Arguments (``ros2 launch vode_ros vode.launch.py --show-args`` lists them):
   image, camera_info     the camera's topics (``image/compressed`` follows ``image``)
@@ -9,6 +10,10 @@ Arguments (``ros2 launch vode_ros vode.launch.py --show-args`` lists them):
   namespace              namespace of the node and its outputs (odom, path, depth/...);
                          TF (/tf, /tf_static) and /diagnostics stay global
   use_rviz, use_sim_time, use_compressed
+  managed                start vode_lifecycle_node (a managed node: it waits unconfigured for a
+                         lifecycle manager, e.g. nav2's lifecycle_manager with this node in its
+                         node_names, or `ros2 lifecycle set /vode_node configure`, then
+                         `activate`) instead of vode_node
   camera_x/y/z, camera_roll/pitch/yaw
                          static extrinsic base_link -> camera_optical_frame (metres, radians, fixed
                          axes XYZ); the default rotation is the REP-103 optical one. These override
@@ -16,12 +21,14 @@ Arguments (``ros2 launch vode_ros vode.launch.py --show-args`` lists them):
 
 Large images and Fast DDS: the default shared-memory segment (512 KiB) is too small for camera
 images, and best-effort samples that do not fit are dropped without a word. The node is started
-with FASTDDS_DEFAULT_PROFILES_FILE=<share>/vode_ros/config/fastdds_shm.xml (unless you set that
-variable yourself), which enlarges the segment, but that only helps the node's own writers (depth
+with FASTDDS_DEFAULT_PROFILES_FILE=<share>/vode_ros/config/fastdds_shm.xml (on Humble and Jazzy,
+whose Fast DDS 2.x reads only the older name, FASTRTPS_DEFAULT_PROFILES_FILE as well), unless you
+set either variable yourself, which enlarges the segment, but that only helps the node's own writers (depth
 images). Start the camera driver with the same variable, e.g.
 
     share=$(ros2 pkg prefix vode_ros)/share/vode_ros
-    FASTDDS_DEFAULT_PROFILES_FILE=$share/config/fastdds_shm.xml ros2 run <camera_pkg> <camera_node>
+    FASTDDS_DEFAULT_PROFILES_FILE=$share/config/fastdds_shm.xml \
+    FASTRTPS_DEFAULT_PROFILES_FILE=$share/config/fastdds_shm.xml ros2 run <camera_pkg> <camera_node>
 
 Parameter files and namespaces: ROS applies a file's ``vode_node:`` section only to a node in the
 root namespace. With namespace:=..., key the file ``/**/vode_node:`` (any namespace) or with the
@@ -40,7 +47,10 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'vode_ros'
 NODE_NAME = 'vode_node'
-FASTDDS_PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
+# Fast DDS 3 (Kilted and later) reads the first name (and warns when the second is set), Fast DDS
+# 2.x (the releases below) only the second
+FASTDDS_PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+FAST_DDS_2_RELEASES = ('humble', 'iron', 'jazzy')
 HALF_PI = '-1.5707963267948966'
 
 # (name, default, description); defaults are strings, as every launch argument is.
@@ -52,6 +62,8 @@ ARGUMENTS = [
     ('use_rviz', 'false', 'Start RViz with config/vode.rviz.'),
     ('use_sim_time', 'false', 'Use /clock (bag replay with --clock).'),
     ('use_compressed', 'false', 'Subscribe <image>/compressed (sensor_msgs/CompressedImage).'),
+    ('managed', 'false', 'Start vode_lifecycle_node, a managed node that waits unconfigured for '
+     'its lifecycle transitions (configure, activate), instead of vode_node.'),
     ('camera_x', '0.0', 'Camera position in base_link, x (metres).'),
     ('camera_y', '0.0', 'Camera position in base_link, y (metres).'),
     ('camera_z', '0.0', 'Camera position in base_link, z (metres).'),
@@ -137,6 +149,7 @@ def _launch_setup(context):
     params_file = arg('params_file')
     use_sim_time = _bool('use_sim_time', arg('use_sim_time'))
     use_compressed = _bool('use_compressed', arg('use_compressed'))
+    managed = _bool('managed', arg('managed'))
     xyz = [_float(n, arg(n)) for n in ('camera_x', 'camera_y', 'camera_z')]
     rpy = [_float(n, arg(n)) for n in ('camera_roll', 'camera_pitch', 'camera_yaw')]
 
@@ -144,8 +157,9 @@ def _launch_setup(context):
     environment = getattr(context, 'environment', os.environ)
     env = {}
     profile = context.perform_substitution(_share('config', 'fastdds_shm.xml'))
-    if FASTDDS_PROFILE_VARIABLE not in environment and os.path.isfile(profile):
-        env[FASTDDS_PROFILE_VARIABLE] = profile
+    if not any(v in environment for v in FASTDDS_PROFILE_VARIABLES) and os.path.isfile(profile):
+        legacy = environment.get('ROS_DISTRO', '') in FAST_DDS_2_RELEASES
+        env.update({v: profile for v in FASTDDS_PROFILE_VARIABLES[:2 if legacy else 1]})
 
     actions = []
     warning = _params_file_warning(params_file, node_ns)
@@ -154,7 +168,7 @@ def _launch_setup(context):
 
     actions.append(Node(
         package=PACKAGE,
-        executable='vode_node',
+        executable='vode_lifecycle_node' if managed else 'vode_node',
         name=NODE_NAME,
         namespace=namespace,
         parameters=[

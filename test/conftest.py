@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from vode_ros.ros import fastdds
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_shm.xml"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -47,7 +49,8 @@ def _ament_prefix_path() -> str:
 os.environ["AMENT_PREFIX_PATH"] = _ament_prefix_path()
 os.environ.setdefault("ROS_DOMAIN_ID", str(unique_domain_id()))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+for _name in fastdds.profile_variables():      # Fast DDS 2.x (Jazzy) reads an older name
+    os.environ.setdefault(_name, str(FASTDDS_PROFILE))
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +76,7 @@ def ros_env() -> dict:
     env.update({
         "ROS_DOMAIN_ID": str(unique_domain_id()),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
+        **{name: str(FASTDDS_PROFILE) for name in fastdds.profile_variables()},
         "AMENT_PREFIX_PATH": _ament_prefix_path(),
         "PYTHONUNBUFFERED": "1",
         "RCUTILS_COLORIZED_OUTPUT": "0",

@@ -19,6 +19,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vode_ros.ros import conversions as conv
+from vode_ros.ros import fastdds
 from vode_ros.ros.spinning import SpunNode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,8 +44,9 @@ def wait_until(predicate, timeout: float = 20.0, period: float = 0.05) -> bool:
 def ros_environment(domain_id: int) -> dict:
     env = dict(os.environ)
     env.update({"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_shm.xml"),
                 "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"})
+    env.update({name: str(REPO / "config" / "fastdds_shm.xml")
+                for name in fastdds.profile_variables()})
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
     return env
 
@@ -102,7 +104,7 @@ class Peer(SpunNode):
 
     def __init__(self, domain_id: int, namespace: str = ""):
         for k, v in ros_environment(domain_id).items():
-            if k.startswith(("ROS_", "FASTDDS_")):
+            if k.startswith(("ROS_", "FASTDDS_", "FASTRTPS_")):
                 os.environ[k] = v
         super().__init__("vode_test_peer", domain_id, namespace)
         self.lock = threading.Lock()

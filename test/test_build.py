@@ -69,6 +69,8 @@ def test_colcon_build_installs_node_and_share_files(colcon_install):
     assert node.is_file(), f"missing {node}; lib/vode_ros has {sorted(p.name for p in node.parent.glob('*'))}"
     assert os.access(node, os.X_OK), f"{node} is not executable"
     assert (pkg / "lib" / "vode_ros" / "vode").is_file()
+    managed = pkg / "lib" / "vode_ros" / "vode_lifecycle_node"     # launch managed:=true
+    assert managed.is_file() and os.access(managed, os.X_OK), f"missing {managed}"
     share = pkg / "share" / "vode_ros"
     assert (share / "package.xml").is_file()
     assert (share / "config" / "vode.yaml").is_file()

@@ -33,7 +33,7 @@ HALF_PI = 1.5707963267948966
 DOCUMENTED_DEFAULTS = {
     "image": "/camera/image_raw", "camera_info": "/camera/camera_info",
     "params_file": str(REPO / "config" / "vode.yaml"), "namespace": "",
-    "use_rviz": "false", "use_sim_time": "false", "use_compressed": "false",
+    "use_rviz": "false", "use_sim_time": "false", "use_compressed": "false", "managed": "false",
     "camera_x": "0.0", "camera_y": "0.0", "camera_z": "0.0",
     "camera_roll": "-1.5707963267948966", "camera_pitch": "0.0",
     "camera_yaw": "-1.5707963267948966",
@@ -102,7 +102,7 @@ def run_launch(arguments: dict | None = None, *, environment: dict | None = None
                         has_condition=n.condition is not None)
             out.nodes[n.executable] = SimpleNamespace(**info)
         if executable is not None:
-            node = next(n for n in nodes if n.executable == "vode_node")
+            node = next(n for n in nodes if n.executable in ("vode_node", "vode_lifecycle_node"))
             out.argv = node.command(context, executable, tmp_dir)
     return out
 
@@ -203,6 +203,33 @@ def test_bad_arguments_are_refused_naming_the_argument(arguments, expect):
 def test_a_fast_dds_profile_the_user_set_is_kept():
     r = run_launch(environment={"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"})
     assert r.nodes["vode_node"].additional_env == {}
+    r = run_launch(environment={"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml",
+                                "ROS_DISTRO": "jazzy"})
+    assert r.nodes["vode_node"].additional_env == {}
+
+
+def test_on_fast_dds_2_releases_the_profile_is_also_set_under_its_older_name():
+    profile = str(REPO / "config" / "fastdds_shm.xml")
+    r = run_launch(environment={"ROS_DISTRO": "jazzy"})
+    assert r.nodes["vode_node"].additional_env == {"FASTDDS_DEFAULT_PROFILES_FILE": profile,
+                                                   "FASTRTPS_DEFAULT_PROFILES_FILE": profile}
+
+
+@pytest.mark.parametrize("value, executable", [("false", "vode_node"),
+                                               ("true", "vode_lifecycle_node")])
+def test_managed_starts_the_lifecycle_node_with_the_same_settings(value, executable):
+    r = run_launch({**ROBOT1, "managed": value})
+    (node,) = [n for name, n in r.nodes.items() if name != "rviz2"]
+    assert (node.package, node.executable, node.name) == ("vode_ros", executable, "vode_node")
+    assert node.fqn == "/robot1/vode_node"
+    assert node.remappings == [("image", "/cam/img"), ("camera_info", "/cam/info"),
+                               ("image/compressed", "/cam/img/compressed")]
+    assert node.parameters[1]["camera.base_to_camera_xyz"] == [0.1, 0.0, 0.0]
+
+
+def test_managed_refuses_a_value_that_is_not_a_boolean():
+    with pytest.raises(ValueError, match="managed"):
+        run_launch({"managed": "maybe"})
 
 
 @pytest.mark.parametrize("key, warns", [("vode_node", True), ("/**/vode_node", False),

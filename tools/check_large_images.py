@@ -6,7 +6,8 @@ ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST). The publisher sends N b
 sensor_msgs/Image (default 30 x 640x480 rgb8 = 921,600 bytes) at 15 Hz with SensorDataQoS once
 the subscriber has matched; the subscriber counts what arrives and the latency (receive time minus
 header.stamp, same clock). Run once without and once with the Fast DDS profile
-config/fastdds_shm.xml (FASTDDS_DEFAULT_PROFILES_FILE), and print both.
+config/fastdds_shm.xml (FASTDDS_DEFAULT_PROFILES_FILE, and FASTRTPS_DEFAULT_PROFILES_FILE for
+Fast DDS 2.x: ROS 2 Jazzy), and print both.
 
     .venv/bin/python tools/check_large_images.py                 # both runs, a table
     .venv/bin/python tools/check_large_images.py --only with     # just the profile run
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from vode_ros.ros.fastdds import profile_variables
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "fastdds_shm.xml"
@@ -124,9 +127,11 @@ def run_pair(args, with_profile: bool, domain_id: int) -> dict:
                PYTHONUNBUFFERED="1")
     env.pop("ROS_STATIC_PEERS", None)
     if with_profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.profile).resolve())
+        for name in profile_variables():      # Fast DDS 2.x (Jazzy) reads an older name
+            env[name] = str(Path(args.profile).resolve())
     else:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
     common = [f"--count={args.count}", f"--rate={args.rate}", f"--width={args.width}",
               f"--height={args.height}", f"--match-timeout={args.match_timeout}"]
     me = [sys.executable, str(Path(__file__).resolve())]

@@ -497,7 +497,29 @@ class RosConfig:
                               "from a timer, off the frame-processing thread.", low=0.01,
                               high=3600.0, node_only=True)
     reliable_qos: bool = _p(False, "Subscribe with reliable QoS instead of SensorDataQoS "
-                            "(best effort).", node_only=True)
+                            "(best effort); when true, both subscriptions request 'reliable' "
+                            "whatever ros.image_qos_reliability and "
+                            "ros.camera_info_qos_reliability say.", node_only=True)
+    image_qos_reliability: str = _p("best_effort", "Reliability the image subscription requests: "
+                                    "'best_effort' (SensorDataQoS; matches every camera driver) "
+                                    "or 'reliable' (gets nothing from a best-effort publisher).",
+                                    choices=("best_effort", "reliable"), node_only=True)
+    image_qos_depth: int = _p(5, "History depth (KEEP_LAST) of the image subscription.", low=1,
+                              high=1000, node_only=True)
+    camera_info_qos_reliability: str = _p("best_effort", "Reliability the camera_info "
+                                          "subscription requests: 'best_effort' or 'reliable'.",
+                                          choices=("best_effort", "reliable"), node_only=True)
+    camera_info_qos_depth: int = _p(5, "History depth (KEEP_LAST) of the camera_info "
+                                    "subscription.", low=1, high=1000, node_only=True)
+    output_qos_reliability: str = _p("reliable", "Reliability of odom, depth/image, "
+                                     "depth/camera_info and path: 'reliable' (every subscriber "
+                                     "matches) or 'best_effort'. /tf stays reliable; map_path, "
+                                     "loop_closures and /tf_static are always reliable and "
+                                     "transient-local (latched, REP-2003).",
+                                     choices=("best_effort", "reliable"), node_only=True)
+    output_qos_depth: int = _p(0, "History depth (KEEP_LAST) of odom, depth/image, "
+                               "depth/camera_info and path; 0 keeps each output's own (odom 10, "
+                               "depth 5, path 1).", low=0, high=1000, node_only=True)
     use_compressed: bool = _p(False, "Subscribe image/compressed (sensor_msgs/CompressedImage) "
                               "instead of image.", node_only=True)
     use_cv_bridge: bool = _p(True, "Convert images through cv_bridge when it imports; otherwise "

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vode_ros.ros import fastdds
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED_7SCENES = REPO.parent / "shared" / "data" / "7scenes-redkitchen"
 CACHE = REPO / ".cache" / "demo"
@@ -43,7 +45,8 @@ def demo_environment(domain_id: int) -> dict:
     env.update({"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                 "PYTHONUNBUFFERED": "1"})
     if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+        for name in fastdds.profile_variables():     # Fast DDS 2.x (Jazzy) reads an older name
+            env.setdefault(name, str(profile))
     return env
 
 

@@ -12,6 +12,12 @@ odom -> base_link (REP-105: the odometry stays continuous, only map -> odom jump
 (visualization_msgs/MarkerArray: loop edges as a LINE_LIST, keyframes as a SPHERE_LIST) from a
 timer, a second diagnostics status with the back-end's counters and last loop event, and the
 services ``~/save_map`` / ``~/load_map`` (std_srvs/Trigger, file ``loop_closure.map_file``).
+
+The node is brought up in steps (``configure_vode``, ``create_outputs``, ``create_inputs``,
+``start_processing``) that ``vode_lifecycle_node`` (``vode_ros.ros.lifecycle_node``) runs from its
+lifecycle transitions; ``VodeNode`` runs them all at construction. QoS of every input and output
+comes from ``vode_ros.ros.qos``; the start pose (``initialpose``, ``~/set_pose``) from
+``vode_ros.ros.start_pose``.
 """
 from __future__ import annotations
 
@@ -23,28 +29,20 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
+from nav_msgs.srv import SetMap
 from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
     SetParametersResult,
 )
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from vode_ros.camera import Frame
 from vode_ros.config import NODE_NAME, VodeConfig
@@ -54,70 +52,34 @@ from vode_ros.geometry import is_finite_transform
 from vode_ros.odometry import INITIALIZING, LOST
 from vode_ros.pipeline import build_odometry
 from vode_ros.ros import conversions as conv
+from vode_ros.ros import loop_closure_outputs as lc_outputs
+from vode_ros.ros import qos as ros_qos
+from vode_ros.ros import start_pose
+from vode_ros.ros.diagnostics import Stats, Throttle, scale_values
+from vode_ros.ros.parameters import declare_config
 
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
-TF_STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                           history=HistoryPolicy.KEEP_LAST)
+TF_QOS = ros_qos.TF_QOS
+TF_STATIC_QOS = ros_qos.LATCHED_QOS
+INITIALPOSE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 NO_FRAMES_HINT = ("an image publisher is matched but no frame arrived: large images over Fast DDS "
                   "shared memory need a bigger segment; start the camera driver with "
                   "FASTDDS_DEFAULT_PROFILES_FILE=<share>/vode_ros/config/fastdds_shm.xml "
                   "(see README), or check QoS (best effort vs reliable)")
 
 
-def declare_config(node: Node, cfg: VodeConfig) -> VodeConfig:
-    """Declare every schema parameter (description, range) and read the values back."""
-    for name, default, meta in cfg.parameters():
-        desc = ParameterDescriptor(description=meta["description"])
-        low, high = meta.get("low"), meta.get("high")
-        if low is not None and isinstance(default, float):
-            desc.floating_point_range = [FloatingPointRange(from_value=float(low),
-                                                            to_value=float(high))]
-        elif low is not None and isinstance(default, int) and not isinstance(default, bool):
-            desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-        value = node.declare_parameter(name, default, desc).value
-        cfg.set(name, value)
-    return cfg
-
-
-class Throttle:
-    """One log line per fault kind per period."""
-
-    def __init__(self, period_s: float):
-        self.period_s = period_s
-        self.last: dict[str, float] = {}
-        self.counts: collections.Counter = collections.Counter()
-
-    def ready(self, kind: str) -> bool:
-        self.counts[kind] += 1
-        now = time.monotonic()
-        if now - self.last.get(kind, -1e18) >= self.period_s:
-            self.last[kind] = now
-            return True
-        return False
-
-
-class Stats:
-    """Rolling figures for diagnostics and the benchmark."""
-
-    def __init__(self, window: int = 300):
-        self.arrivals = collections.deque(maxlen=window)
-        self.latency_ms = collections.deque(maxlen=window)
-        self.stage_ms: dict[str, collections.deque] = collections.defaultdict(
-            lambda: collections.deque(maxlen=window))
-        self.received = self.processed = self.dropped = self.skipped = 0
-
-    def input_rate_hz(self) -> float:
-        if len(self.arrivals) < 2:
-            return 0.0
-        span = self.arrivals[-1] - self.arrivals[0]
-        return (len(self.arrivals) - 1) / span if span > 0 else 0.0
-
-
 class VodeNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self.configure_vode()
+        self.create_outputs()
+        self.create_inputs()
+        self.start_processing()
+        self.log.info(f"vode_node ready: image topic {self.sub_image.topic_name}, "
+                      f"models on {self.provider or 'none'}, scale {self.scale}")
+
+    # -- bring-up steps (a managed node runs them from its transitions) -------------------------
+    def configure_vode(self):
+        """Parameters, state, models, the loop-closure back-end and the services."""
         self.cfg = declare_config(self, VodeConfig())
         r = self.cfg.ros
         self.log = self.get_logger()
@@ -132,65 +94,124 @@ class VodeNode(Node):
         self.last_error = ""
         self.backend = ""
         self.path = collections.deque(maxlen=r.path_max_poses)
+        self.path_dirty = False
         self.vo = None
         self.model_error = ""
         self.provider = ""
         self.scale = "unknown"
         self.scale_status: dict | None = None     # Estimate.scale_status of the last frame
+        self.running = False
+        self.worker = None
+        self.qos_reporter = ros_qos.QosMismatchReporter(self)
         self._load_models()
         self.lc = None                        # the loop-closure back-end, when enabled
         self._start_loop_closure()
-        self.add_on_set_parameters_callback(self._refuse_changes)
+        if not getattr(self, "_refusing_changes", False):
+            self.add_on_set_parameters_callback(self._refuse_changes)
+            self._refusing_changes = True
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetMap, "~/set_pose", self._on_set_pose)
+        if self.lc is not None:
+            self.create_service(Trigger, "~/save_map", self._on_save_map)
+            self.create_service(Trigger, "~/load_map", self._on_load_map)
 
-        # outputs
-        self.pub_odom = self.create_publisher(Odometry, "odom", 10) if r.publish_odom else None
-        self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS) if r.publish_tf else None
-        self.pub_depth = self.pub_depth_info = self.pub_confidence = self.pub_points = None
+    def _output_qos(self, topic: str, default_depth: int) -> dict:
+        """QoS and event callbacks of odom, depth or path (``ros.output_qos_*``), as keywords."""
+        qos = ros_qos.output_qos(self.cfg.ros, default_depth)
+        events = self.qos_reporter.for_publisher(
+            lambda: self.resolve_topic_name(topic), qos,
+            "Set ros.output_qos_reliability to what the subscribers request.")
+        return {"qos_profile": qos, "event_callbacks": events}
+
+    def _input_qos(self, topic: str, qos, parameter: str) -> dict:
+        events = self.qos_reporter.for_subscription(
+            lambda: self.resolve_topic_name(topic), qos,
+            f"Set {parameter} to what the publisher offers (best_effort matches both).")
+        return {"qos_profile": qos, "event_callbacks": events}
+
+    def create_outputs(self):
+        r = self.cfg.ros
+        self.pub_odom = self.pub_depth = self.pub_depth_info = self.pub_path = None
+        self.pub_confidence = self.pub_points = None
+        self.pub_tf = self.pub_tf_static = None
+        if r.publish_odom:
+            self.pub_odom = self.create_publisher(Odometry, "odom", **self._output_qos("odom", 10))
+        if r.publish_tf:
+            self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
         if r.publish_depth:
-            self.pub_depth = self.create_publisher(Image, "depth/image", 5)
-            self.pub_confidence = self.create_publisher(Image, "depth/confidence", 5)
-            self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", 5)
+            self.pub_depth = self.create_publisher(Image, "depth/image",
+                                                   **self._output_qos("depth/image", 5))
+            self.pub_confidence = self.create_publisher(
+                Image, "depth/confidence", **self._output_qos("depth/confidence", 5))
+            self.pub_depth_info = self.create_publisher(
+                CameraInfo, "depth/camera_info", **self._output_qos("depth/camera_info", 5))
         if r.publish_points:
-            self.pub_points = self.create_publisher(PointCloud2, "depth/points", 5)
-        self.pub_path = self.create_publisher(Path, "path", 1) if r.publish_path else None
+            self.pub_points = self.create_publisher(PointCloud2, "depth/points",
+                                                    **self._output_qos("depth/points", 5))
+        if r.publish_path:
+            self.pub_path = self.create_publisher(Path, "path", **self._output_qos("path", 1))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if r.publish_camera_tf:
             self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-            self._publish_static_tf()
-
-        # inputs
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if r.reliable_qos \
-            else qos_profile_sensor_data
-        if r.use_compressed:
-            self.sub_image = self.create_subscription(CompressedImage, "image/compressed",
-                                                      self._on_image, qos)
-        else:
-            self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_info, qos)
-        self.sub_wheel = self._subscribe_wheel_odom()
-        self.create_service(Trigger, "~/reset", self._on_reset)
         if self.lc is not None:
-            self.pub_map_path = self.create_publisher(Path, "map_path", 1)
-            self.pub_loops = self.create_publisher(MarkerArray, "loop_closures", 1)
+            self.pub_map_path = self.create_publisher(Path, "map_path", ros_qos.LATCHED_QOS)
+            self.pub_loops = self.create_publisher(MarkerArray, "loop_closures",
+                                                   ros_qos.LATCHED_QOS)
             if self.cfg.loop_closure.publish_tf and self.pub_tf is None:
                 self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
-            self.create_service(Trigger, "~/save_map", self._on_save_map)
-            self.create_service(Trigger, "~/load_map", self._on_load_map)
-            self._map_version = -1
-            self.map_timer = self.create_timer(r.path_period_s, self.publish_map)
-        self.diag_timer = self.create_timer(r.diagnostics_period_s, self._publish_diagnostics)
-        self.path_dirty = False
+
+    def create_inputs(self):
+        r = self.cfg.ros
+        image_qos, info_qos = ros_qos.image_qos(r), ros_qos.camera_info_qos(r)
+        if r.use_compressed:
+            self.sub_image = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image,
+                **self._input_qos("image/compressed", image_qos, "ros.image_qos_reliability"))
+        else:
+            self.sub_image = self.create_subscription(
+                Image, "image", self._on_image,
+                **self._input_qos("image", image_qos, "ros.image_qos_reliability"))
+        self.sub_info = self.create_subscription(
+            CameraInfo, "camera_info", self._on_info,
+            **self._input_qos("camera_info", info_qos, "ros.camera_info_qos_reliability"))
+        self.sub_initialpose = self.create_subscription(
+            PoseWithCovarianceStamped, "initialpose", self._on_initialpose, INITIALPOSE_QOS)
+        self.sub_wheel = self._subscribe_wheel_odom()
+
+    def start_processing(self):
+        """Static TF, the timers and the frame worker."""
+        r = self.cfg.ros
+        if self.pub_tf_static is not None:
+            self._publish_static_tf()
+        self.timers_vode = [self.create_timer(r.diagnostics_period_s, self._publish_diagnostics)]
         if self.pub_path is not None:
             # a long Path costs ~7 ms per 1000 poses to serialise: publish it from a timer
-            self.path_timer = self.create_timer(r.path_period_s, self.publish_path)
+            self.timers_vode.append(self.create_timer(r.path_period_s, self.publish_path))
+        if self.lc is not None:
+            self._map_version = -1
+            self.timers_vode.append(self.create_timer(r.path_period_s, self.publish_map))
         self.start_time = time.monotonic()
         self.no_frames_warning = ""
-
         self.running = True
         self.worker = threading.Thread(target=self._work, name="vode_worker", daemon=True)
         self.worker.start()
-        self.log.info(f"vode_node ready: image topic {self.sub_image.topic_name}, "
-                      f"models on {self.provider or 'none'}, scale {self.scale}")
+
+    def stop_processing(self) -> str:
+        """Stop the frame worker and the timers (the odometry, path and map are kept); returns
+        what the worker took to stop."""
+        t = time.monotonic()
+        self.running = False
+        with self.mailbox_cv:
+            self.mailbox = None
+            self.mailbox_cv.notify_all()
+        left = ""
+        if self.worker is not None:
+            self.worker.join(timeout=5.0)
+            left = " (still in a frame, left)" if self.worker.is_alive() else ""
+        for timer in getattr(self, "timers_vode", []):
+            self.destroy_timer(timer)
+        self.timers_vode = []
+        return f"worker {time.monotonic() - t:.2f} s{left}"
 
     # -- set-up ----------------------------------------------------------------------------------
     def _load_models(self):
@@ -306,6 +327,41 @@ class VodeNode(Node):
             f"no odometry to reset: {self.model_error}"
         self.log.info(response.message)
         return response
+
+    def _on_initialpose(self, msg: PoseWithCovarianceStamped):
+        self.set_pose(msg)
+
+    def _on_set_pose(self, request, response):
+        if request.map.data or request.map.info.width:
+            self.log.warn("~/set_pose: the request's map is ignored (only initial_pose is used)")
+        response.success = self.set_pose(request.initial_pose)
+        return response
+
+    def set_pose(self, msg: PoseWithCovarianceStamped) -> bool:
+        """Move the odometry to the pose of ``msg`` (see vode_ros.ros.start_pose); False (and a
+        log line) when it cannot be used."""
+        if self.vo is None:
+            self.log.error(f"pose not set: no odometry ({self.model_error})")
+            return False
+        try:
+            T, cov = start_pose.pose_with_covariance_to_matrix(msg)
+            map_to_odom = self.lc.map_to_odom() if self.lc is not None else None
+            T_odom = start_pose.pose_in_odom(T, msg.header.frame_id, self.cfg.ros.odom_frame,
+                                             self.cfg.loop_closure.map_frame, map_to_odom)
+        except InputError as exc:
+            self.log.error(f"pose not set: {exc}")
+            return False
+        with self.lock:
+            start_pose.set_odometry_pose(self.vo, T_odom, cov)
+            if self.pub_path is not None:
+                header = Header(stamp=msg.header.stamp, frame_id=self.cfg.ros.odom_frame)
+                self.path.append(conv.pose_stamped(T_odom, header))
+                self.path_dirty = True
+        x, y, z = T_odom[:3, 3]
+        self.log.info(f"odometry pose set to x={x:.3f} y={y:.3f} z={z:.3f} in "
+                      f"{self.cfg.ros.odom_frame} (from frame '{msg.header.frame_id}'); "
+                      f"tracking continues")
+        return True
 
     # -- processing ------------------------------------------------------------------------------
     def _work(self):
@@ -427,53 +483,14 @@ class VodeNode(Node):
         if lc is None or lc.version == self._map_version:
             return
         self._map_version = lc.version
-        stamps, poses = lc.corrected_poses()
-        frame = self.cfg.loop_closure.map_frame
         cam_to_base = self.vo.camera_to_base if self.vo is not None else np.eye(4)
-        now = self.get_clock().now().to_msg()
-        path = Path(header=Header(stamp=now, frame_id=frame))
-        for s, P in zip(stamps, poses, strict=True):
-            path.poses.append(conv.pose_stamped(P @ cam_to_base, Header(
-                stamp=conv.ns_to_stamp(int(s)), frame_id=frame)))
+        path, markers = lc_outputs.map_messages(lc, self.cfg.loop_closure.map_frame, cam_to_base,
+                                                self.get_clock().now().to_msg())
         self.pub_map_path.publish(path)
-        header = Header(stamp=now, frame_id=frame)
-        keyframes = Marker(header=header, ns="keyframes", id=0, type=Marker.SPHERE_LIST,
-                           action=Marker.ADD)
-        keyframes.scale.x = keyframes.scale.y = keyframes.scale.z = 0.02
-        keyframes.color.r, keyframes.color.g, keyframes.color.b, keyframes.color.a = \
-            0.2, 0.6, 1.0, 1.0
-        keyframes.pose.orientation.w = 1.0
-        keyframes.points = [Point(x=float(P[0, 3]), y=float(P[1, 3]), z=float(P[2, 3]))
-                            for P in poses]
-        loops = Marker(header=header, ns="loop_closures", id=1, type=Marker.LINE_LIST)
-        edges = lc.loop_edges()
-        loops.action = Marker.ADD if edges else Marker.DELETE
-        loops.scale.x = 0.01
-        loops.color.r, loops.color.g, loops.color.b, loops.color.a = 1.0, 0.3, 0.1, 1.0
-        loops.pose.orientation.w = 1.0
-        for a, b in edges:
-            loops.points += [Point(x=float(a[0]), y=float(a[1]), z=float(a[2])),
-                             Point(x=float(b[0]), y=float(b[1]), z=float(b[2]))]
-        self.pub_loops.publish(MarkerArray(markers=[keyframes, loops]))
+        self.pub_loops.publish(markers)
 
     def _loop_closure_status(self) -> DiagnosticStatus:
-        lc = self.lc
-        s = lc.summary()
-        last = lc.events[-1] if lc.events else None
-        level, message = DiagnosticStatus.OK, f"{s['loops_active']} loops in the map"
-        if not lc.running:
-            level, message = DiagnosticStatus.ERROR, "back-end thread not running"
-        elif s["errors"]:
-            level, message = DiagnosticStatus.WARN, f"back-end errors: {lc.last_error}"
-        elif not s["relocalised"]:
-            level, message = DiagnosticStatus.WARN, "not relocalised in the loaded map yet"
-        values = {k: str(v) for k, v in s.items()}
-        values["last_event"] = "" if last is None else \
-            f"{'accepted' if last.accepted else 'rejected'} keyframe {last.query} -> " \
-            f"{last.candidate}: {last.reason}"
-        return DiagnosticStatus(level=level, name=f"{self.get_name()}: loop closure",
-                                message=message, hardware_id="vode_ros",
-                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        return lc_outputs.loop_closure_status(self.lc, self.get_name())
 
     def _report(self, kind: str, text: str, warn: bool = False):
         if kind != "tracking":
@@ -482,7 +499,11 @@ class VodeNode(Node):
         if self.throttle.ready(kind):
             n = self.throttle.counts[kind]
             suffix = f" [{n} times so far]" if n > 1 else ""
-            (self.log.warn if warn else self.log.error)(text + suffix)
+            # one call site per severity: Jazzy's rclpy refuses a severity change at one site
+            if warn:
+                self.log.warn(text + suffix)
+            else:
+                self.log.error(text + suffix)
 
     # -- diagnostics -----------------------------------------------------------------------------
     def _publish_diagnostics(self):
@@ -503,17 +524,12 @@ class VodeNode(Node):
             if level == DiagnosticStatus.OK:
                 level, message = DiagnosticStatus.WARN, f"no frames for {idle_s:.1f} s from " \
                                                         f"{matched} matched publisher(s)"
-        lat = np.array(s.latency_ms) if s.latency_ms else np.zeros(1)
         values = {
-            "input_rate_hz": f"{s.input_rate_hz():.2f}",
-            "latency_ms_p50": f"{np.percentile(lat, 50):.2f}",
-            "latency_ms_p99": f"{np.percentile(lat, 99):.2f}",
-            "frames_received": str(s.received), "frames_processed": str(s.processed),
-            "frames_dropped": str(s.dropped), "frames_skipped": str(s.skipped),
+            **s.values(),
             "provider": self.provider or "none", "tracking": self.tracking,
             "pose_backend": self.backend, "scale": self.scale,
             "matched_image_publishers": str(matched), "last_error": self.last_error,
-            **self._scale_values(),
+            **scale_values(self.cfg.pose.scale_source, self.scale_status),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: visual odometry",
                                   message=message, hardware_id="vode_ros",
@@ -527,31 +543,10 @@ class VodeNode(Node):
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=statuses))
 
-    def _scale_values(self) -> dict:
-        """Which scale source is in use, its confidence and last update (where it measures
-        one; the stamp of the frame that last measured it)."""
-        values = {"scale_source": self.cfg.pose.scale_source}
-        st = self.scale_status
-        if st is not None:
-            last = st["last_update_ns"]
-            values.update({"scale_m_per_unit": f"{st['m_per_unit']:.6g}",
-                           "scale_confidence": f"{st['confidence']:.3f}",
-                           "scale_updates": str(st["updates"]),
-                           "scale_last_update_stamp": "never" if last is None else
-                           f"{last * 1e-9:.3f}"})
-        return values
-
     def shutdown(self) -> str:
         """Stop the worker and the back-end; returns what each step took (for the log: a node
         that does not exit promptly then says where it waited)."""
-        steps = []
-        t = time.monotonic()
-        self.running = False
-        with self.mailbox_cv:
-            self.mailbox_cv.notify_all()
-        self.worker.join(timeout=5.0)
-        steps.append(f"worker {time.monotonic() - t:.2f} s"
-                     + (" (still in a frame, left)" if self.worker.is_alive() else ""))
+        steps = [self.stop_processing()]
         if self.lc is not None:
             t = time.monotonic()
             self.lc.stop(timeout=5.0)

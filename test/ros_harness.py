@@ -149,6 +149,16 @@ class Peer(SpunNode):
         return self.wait_for(lambda: self.pub_image.get_subscription_count() > 0
                              and self.pub_info.get_subscription_count() > 0, timeout)
 
+    def wait_node_matched(self, timeout: float = 20.0) -> bool:
+        """Discovery is not symmetric: the peer can see the node's subscription before the
+        node has matched the peer's image publisher, and best-effort frames sent in between are
+        lost. The node's /diagnostics says when its side has matched
+        (``matched_image_publishers``)."""
+        def node_sees_us() -> bool:
+            last = self.last_diagnostics()
+            return last is not None and int(last[1].get("matched_image_publishers", 0)) > 0
+        return self.wait_for(node_sees_us, timeout)
+
     def send(self, rgb: np.ndarray, camera, stamp_ns: int, encoding: str = "rgb8",
              info: bool = True, frame_id: str = "camera") -> Header:
         header = Header(stamp=conv.ns_to_stamp(stamp_ns), frame_id=frame_id)

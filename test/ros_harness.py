@@ -145,9 +145,12 @@ class Peer(SpunNode):
     def wait_for(self, predicate, timeout: float = 20.0, period: float = 0.05) -> bool:
         return wait_until(predicate, timeout, period)
 
-    def wait_matched(self, timeout: float = 20.0) -> bool:
-        return self.wait_for(lambda: self.pub_image.get_subscription_count() > 0
+    def wait_matched(self, timeout: float = 20.0, node_side: bool = True) -> bool:
+        """The node subscribes image and camera_info, and (``node_side``) its own side has
+        matched our image publisher too (``wait_node_matched``)."""
+        ours = self.wait_for(lambda: self.pub_image.get_subscription_count() > 0
                              and self.pub_info.get_subscription_count() > 0, timeout)
+        return ours and (not node_side or self.wait_node_matched(timeout))
 
     def wait_node_matched(self, timeout: float = 20.0) -> bool:
         """Discovery is not symmetric: the peer can see the node's subscription before the

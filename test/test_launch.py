@@ -405,7 +405,8 @@ def test_node_is_in_the_graph_with_the_launch_topics_and_service(launched):
     assert subs["/cam/img"] == ["sensor_msgs/msg/Image"]
     assert subs["/cam/info"] == ["sensor_msgs/msg/CameraInfo"]
     assert probe.count_subscribers("/cam/img") >= 1
-    assert "vode_node ready" in node.log()
+    # the subscriptions exist a moment before the node logs that it is ready (its last step)
+    assert _wait(lambda: "vode_node ready" in node.log(), 15), node.log()
 
 
 def test_static_tf_carries_the_launch_extrinsic(launched):

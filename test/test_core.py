@@ -6,7 +6,8 @@ import pytest
 
 import model_factory as mf
 from vode_ros.camera import Camera, Frame
-from vode_ros.config import VodeConfig, dump_parameter_yaml, load_config
+from vode_ros.config import VodeConfig
+from vode_ros.config_files import dump_parameter_yaml, load_config
 from vode_ros.depth import DepthEstimator, disparity_to_depth
 from vode_ros.errors import ConfigError, InputError, ModelError, ModelOutputError
 from vode_ros.geometry import from_axis_angle_translation, from_xyz_rpy, invert, rotation_angle_deg

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from vode_ros import cli
-from vode_ros.config import parameter_page_markdown
+from vode_ros.config_files import parameter_page_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 DOC_PAGES = ("CHANGELOG.md", "models/README.md", "docs/design.md", "docs/parameters.md",

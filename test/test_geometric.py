@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 import model_factory as mf
 from vode_ros.camera import Frame
-from vode_ros.config import load_config
+from vode_ros.config_files import load_config
 from vode_ros.datasets import synth
 from vode_ros.depth import DepthEstimator
 from vode_ros.errors import ConfigError

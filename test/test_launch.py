@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from ros_harness import REPO, NodeProcess, ros_environment, unique_domain_id
-from vode_ros.config import VodeConfig, load_config
+from vode_ros.config import VodeConfig
+from vode_ros.config_files import load_config
 
 LAUNCH_FILE = REPO / "launch" / "vode.launch.py"
 STANDINS = Path(__file__).resolve().parent / "launch_standins"

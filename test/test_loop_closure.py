@@ -465,7 +465,7 @@ def test_load_refuses_what_is_not_a_map(tmp_path, vocabulary):
 
 # -- the offline door ----------------------------------------------------------------------------
 def test_vode_eval_writes_both_trajectories(tmp_path):
-    from vode_ros.config import load_config
+    from vode_ros.config_files import load_config
     from vode_ros.evaluation.evaluate import EvalOptions
     from vode_ros.evaluation.trajectory import read_tum
     from vode_ros.offline import RunOptions, run

@@ -12,7 +12,7 @@ import pytest
 
 import model_factory as mf
 from vode_ros.cli import main
-from vode_ros.config import load_config
+from vode_ros.config_files import load_config
 from vode_ros.datasets import open_sequence
 from vode_ros.errors import InputError, VodeError
 from vode_ros.evaluation.evaluate import EvalOptions

@@ -8,7 +8,7 @@ import pytest
 
 import model_factory as mf
 from vode_ros.camera import Frame
-from vode_ros.config import load_config
+from vode_ros.config_files import load_config
 from vode_ros.datasets import synth
 from vode_ros.depth import DepthEstimator
 from vode_ros.geometry import from_xyz_rpy, make_transform

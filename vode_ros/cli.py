@@ -18,7 +18,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from vode_ros.config import load_config
+    from vode_ros.config_files import load_config
     return load_config(args.config, args.set)
 
 
@@ -31,7 +31,7 @@ def _add_config(sub):
 
 
 def _run_config(args):
-    from vode_ros.config import dump_parameter_yaml, parameter_page_markdown
+    from vode_ros.config_files import dump_parameter_yaml, parameter_page_markdown
     cfg = _load(args)
     sys.stdout.write(parameter_page_markdown(cfg) if args.markdown else dump_parameter_yaml(cfg))
     return 0

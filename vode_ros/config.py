@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
-import yaml
-
+from vode_ros.config_values import coerce, field_names, split_key
 from vode_ros.errors import ConfigError
 
 NODE_NAME = "vode_node"
@@ -554,157 +552,19 @@ class VodeConfig:
                 yield f"{section.name}.{f.name}", getattr(sub, f.name), dict(f.metadata)
 
     def get(self, name: str) -> Any:
-        section, key = _split(name)
+        section, key = split_key(name)
         return getattr(getattr(self, section), key)
 
     def set(self, name: str, value: Any) -> None:
         """Set ``section.key`` to value, coerced to the field's type and range-checked."""
-        section, key = _split(name)
+        section, key = split_key(name)
         sub = getattr(self, section, None)
-        if sub is None or not dataclasses.is_dataclass(sub) or key not in _field_names(sub):
+        if sub is None or not dataclasses.is_dataclass(sub) or key not in field_names(sub):
             raise ConfigError(f"unknown configuration key '{name}'; known keys: "
                               f"{', '.join(n for n, _, _ in self.parameters())}")
         current = getattr(sub, key)
         meta = next(f.metadata for f in dataclasses.fields(sub) if f.name == key)
-        setattr(sub, key, _coerce(name, value, current, meta))
+        setattr(sub, key, coerce(name, value, current, meta))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _field_names(obj) -> set:
-    return {f.name for f in dataclasses.fields(obj)}
-
-
-def _split(name: str) -> tuple[str, str]:
-    if name.count(".") != 1:
-        raise ConfigError(f"configuration keys look like 'section.key', got '{name}'")
-    section, key = name.split(".")
-    return section, key
-
-
-def _coerce(name: str, value: Any, current: Any, meta: Mapping[str, Any]) -> Any:
-    if isinstance(value, str) and not isinstance(current, str):
-        value = yaml.safe_load(value)
-    out: Any
-    try:
-        if isinstance(current, bool):
-            if not isinstance(value, bool):
-                raise ValueError
-            out = value
-        elif isinstance(current, int):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            out = int(value)
-        elif isinstance(current, float):
-            if isinstance(value, bool):
-                raise ValueError
-            out = float(value)
-        elif isinstance(current, str):
-            out = str(value)
-        elif isinstance(current, list):
-            if not isinstance(value, (list, tuple)):
-                raise ValueError
-            if current and isinstance(current[0], float):
-                if len(value) != len(current):
-                    raise ValueError
-                out = [float(v) for v in value]
-            else:
-                out = [str(v) for v in value]
-        else:  # pragma: no cover - schema only uses the types above
-            out = value
-    except (TypeError, ValueError):
-        raise ConfigError(f"'{name}' expects a value like {current!r} "
-                          f"({type(current).__name__}), got {value!r}") from None
-    choices = meta.get("choices")
-    if choices and out not in choices:
-        raise ConfigError(f"'{name}' must be one of {', '.join(map(repr, choices))}, got "
-                          f"{out!r}")
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and out < low or high is not None and out > high:
-        raise ConfigError(f"'{name}' must lie in [{low}, {high}], got {out!r}")
-    return out
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VodeConfig:
-    """Read a YAML file into the schema, then apply ``section.key=value`` overrides.
-
-    The file may be a node parameter file (``vode_node: ros__parameters: {...}``, nested or with
-    dotted keys) or a plain mapping ``{section: {key: value}}``.
-    """
-    cfg = VodeConfig()
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file '{path}' does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"configuration file '{path}' is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"configuration file '{path}' must hold a mapping, got "
-                              f"{type(data).__name__}")
-        for node in (f"/**/{NODE_NAME}", NODE_NAME, f"/{NODE_NAME}", "/**"):
-            if isinstance(data.get(node), dict) and "ros__parameters" in data[node]:
-                data = data[node]["ros__parameters"]
-                break
-        for name, value in _flatten(data):
-            cfg.set(name, value)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"an override looks like 'section.key=value', got '{item}'")
-        name, value = item.split("=", 1)
-        cfg.set(name.strip(), value.strip())
-    return cfg
-
-
-def _flatten(data: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            yield from _flatten(value, name)
-        else:
-            yield name, value
-
-
-def dump_parameter_yaml(cfg: VodeConfig | None = None) -> str:
-    """The node's parameter file, every parameter with its description as a comment."""
-    cfg = cfg or VodeConfig()
-    lines = ["# vode_node parameters. Generated from vode_ros/config.py by `vode config`;",
-             "# edit values freely, the descriptions come from the schema.",
-             "# The key /**/vode_node applies to the node in any namespace (a bare 'vode_node:'",
-             "# would be skipped by a namespaced node).",
-             f"/**/{NODE_NAME}:", "  ros__parameters:"]
-    section = None
-    for name, value, meta in cfg.parameters():
-        sec, key = _split(name)
-        if sec != section:
-            lines.append(f"    {sec}:")
-            section = sec
-        rng = ""
-        if meta.get("low") is not None:
-            rng = f" Range [{meta['low']}, {meta['high']}]."
-        lines.append(f"      # {meta['description']}{rng}")
-        lines.append(f"      {key}: {yaml.safe_dump(value, default_flow_style=True).strip()}"
-                     .replace("\n...", ""))
-    return "\n".join(lines) + "\n"
-
-
-def parameter_table_markdown(cfg: VodeConfig | None = None) -> str:
-    """The parameter table (name, default, range, description), generated from the schema."""
-    cfg = cfg or VodeConfig()
-    rows = ["| parameter | default | range | description |", "|---|---|---|---|"]
-    for name, value, meta in cfg.parameters():
-        rng = f"[{meta['low']}, {meta['high']}]" if meta.get("low") is not None else ""
-        shown = yaml.safe_dump(value, default_flow_style=True).strip().replace("\n...", "")
-        rows.append(f"| `{name}` | `{shown}` | {rng} | {meta['description']} |")
-    return "\n".join(rows) + "\n"
-
-
-def parameter_page_markdown(cfg: VodeConfig | None = None) -> str:
-    """docs/parameters.md: a title, one line on where the parameters apply, and the table."""
-    return ("# Parameters\n\n"
-            "Every parameter of `vode_node` and of the `vode` command (`--config FILE`, "
-            "`--set section.key=value`), generated from `vode_ros/config.py` by "
-            "`vode config --markdown > docs/parameters.md`.\n\n"
-            + parameter_table_markdown(cfg))

@@ -55,7 +55,7 @@ def replay(trajectory: str, input_path: str, cfg, out: str | None = None) -> dic
 
 
 def main(argv=None) -> int:
-    from vode_ros.config import load_config
+    from vode_ros.config_files import load_config
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("trajectory")
     ap.add_argument("input")

@@ -23,16 +23,14 @@ Parameter changes are refused once configured, as vode_node refuses them after s
 """
 from __future__ import annotations
 
-import sys
 import time
 
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, State, TransitionCallbackReturn
 
 from vode_ros.config import NODE_NAME
 from vode_ros.ros.node import VodeNode
+from vode_ros.ros.node import main as run_node
 
 
 class VodeLifecycleNode(VodeNode, LifecycleNode):
@@ -152,24 +150,7 @@ class VodeLifecycleNode(VodeNode, LifecycleNode):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VodeLifecycleNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            t0 = time.monotonic()
-            name = node.get_name()
-            print(f"[INFO] [{name}]: shutting down", file=sys.stderr, flush=True)
-            steps = node.shutdown()
-            node.destroy_node()
-            print(f"[INFO] [{name}]: stopped in {time.monotonic() - t0:.2f} s ({steps})",
-                  file=sys.stderr, flush=True)
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_node(args, VodeLifecycleNode)
 
 
 if __name__ == "__main__":

@@ -554,11 +554,13 @@ class VodeNode(Node):
         return ", ".join(steps)
 
 
-def main(args=None):
+def main(args=None, node_class=None):
+    """Run ``node_class`` (``VodeNode``, or the managed ``VodeLifecycleNode``) until Ctrl-C,
+    then stop it in order, saying what each step took."""
     rclpy.init(args=args)
     node = None
     try:
-        node = VodeNode()
+        node = (node_class or VodeNode)()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

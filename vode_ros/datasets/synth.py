@@ -19,6 +19,7 @@ beyond 13.1 m (the uint16 PNG limit at 5000 units per metre) are stored as 0 = i
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,7 @@ from scipy.spatial.transform import Rotation
 
 from vode_ros.camera import Camera
 from vode_ros.datasets.base import DatasetError
+from vode_ros.datasets.synth_places import PLACES, ROBOT_PATHS, make_place, robot_path
 from vode_ros.datasets.synth_render import Renderer, default_camera, render
 from vode_ros.datasets.synth_scene import (
     MAX_STEP_DEG,
@@ -40,9 +42,9 @@ from vode_ros.datasets.synth_scene import (
 )
 from vode_ros.progress import progress_bar
 
-__all__ = ["DEPTH_SCALE", "MAX_STEP_DEG", "R_BODY_OPTICAL", "SCENES", "TRAJECTORIES", "Box",
-           "Renderer", "Scene", "default_camera", "generate_sequence", "make_scene",
-           "make_trajectory", "render"]
+__all__ = ["DEPTH_SCALE", "MAX_STEP_DEG", "PLACES", "R_BODY_OPTICAL", "ROBOT_PATHS", "SCENES",
+           "TRAJECTORIES", "Box", "Renderer", "Scene", "default_camera", "generate_sequence",
+           "make_place", "make_scene", "make_trajectory", "render", "robot_path"]
 
 DEPTH_SCALE = 5000.0
 
@@ -75,17 +77,18 @@ def _fmt_stamp(ns: int) -> str:
 
 def _check_arguments(scene: str, trajectory: str, n_frames: int, width: int, height: int,
                      fps: float) -> None:
-    if scene not in SCENES:
+    if scene not in SCENES + PLACES:
         raise DatasetError(f"synthetic scene '{scene}' is unknown; expected one of "
-                           f"{', '.join(SCENES)}", "synth")
+                           f"{', '.join(SCENES + PLACES)}", "synth")
     if width < 16 or height < 16:
         raise DatasetError(f"image size {width}x{height} is too small; expected at least 16x16",
                            "synth")
     if not fps > 0:
         raise DatasetError(f"fps must be positive, got {fps}", "synth")
-    if trajectory not in TRAJECTORIES:
-        raise DatasetError(f"trajectory '{trajectory}' is unknown; expected one of "
-                           f"{', '.join(TRAJECTORIES)}", "synth")
+    known = ROBOT_PATHS if scene in PLACES else TRAJECTORIES
+    if trajectory not in known:
+        raise DatasetError(f"trajectory '{trajectory}' is unknown for scene '{scene}'; expected "
+                           f"one of {', '.join(known)}", "synth")
     if int(n_frames) < 1:
         raise DatasetError(f"n_frames must be at least 1, got {n_frames}", "synth")
 
@@ -99,6 +102,37 @@ def _sensor_image(img: np.ndarray, dark: bool, noise_std: float,
         noise = rng.normal(0.0, noise_std, img.shape).astype(np.float32)
         img = np.clip(img.astype(np.float32) + noise + 0.5, 0, 255).astype(np.uint8)
     return img
+
+
+def random_look(rng: np.random.Generator) -> dict:
+    """A camera's look drawn at random: exposure, gamma, white balance, vignetting, defocus
+    blur, sensor noise, and whether the sensor is grey."""
+    return {"exposure": float(rng.uniform(0.6, 1.5)), "gamma": float(rng.uniform(0.8, 1.25)),
+            "white": [float(v) for v in rng.uniform(0.88, 1.12, 3)],
+            "vignetting": float(rng.uniform(0.0, 0.35)), "blur": float(rng.uniform(0.0, 1.0)),
+            "noise": float(rng.uniform(0.5, 4.0)), "grey": bool(rng.random() < 0.3),
+            "drift": float(rng.uniform(0.0, 0.06))}
+
+
+def apply_look(img: np.ndarray, look: dict, frame: int, rng: np.random.Generator
+               ) -> np.ndarray:
+    """An RGB uint8 image as the camera of ``look`` (:func:`random_look`) gives it at
+    ``frame`` (the exposure drifts slowly over the frames, like an auto-exposure)."""
+    x = img.astype(np.float32) / 255.0
+    h, w = x.shape[:2]
+    gain = float(look["exposure"] * (1.0 + look["drift"] * math.sin(frame / 23.0)))
+    x = x * gain * np.asarray(look["white"], np.float32)[None, None, :]
+    if look["vignetting"] > 0:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+        x = x * (1.0 - float(look["vignetting"]) * r2 / 2.0)[..., None]
+    x = (np.clip(x, 0, 1) ** float(look["gamma"])).astype(np.float32)
+    if look["blur"] > 0.05:
+        x = cv2.GaussianBlur(x, (0, 0), float(look["blur"]))
+    if look["grey"]:
+        x = np.repeat(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    out = x * 255.0 + rng.normal(0.0, look["noise"], x.shape).astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _depth_png(depth: np.ndarray) -> np.ndarray:
@@ -120,23 +154,46 @@ def _write_index(out: Path, lines: dict[str, list[str]], camera: Camera, meta: d
 def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight",
                       n_frames: int = 60, width: int = 320, height: int = 240, fps: float = 30,
                       seed: int = 0, dark_frames=None, noise_std: float = 1.0,
-                      progress: bool = False) -> Path:
+                      progress: bool = False, textures=None, fov_deg=None,
+                      look: bool | dict = False, supersample: int = 1) -> Path:
     """Render a synthetic sequence into ``out_dir`` (the TUM RGB-D layout) and return its path.
 
-    ``dark_frames``: frames rendered black (the pose and depth stay exact), as ``(start, stop)``,
-    ``"A:B"``, a range or a list of indices. ``noise_std``: Gaussian sensor noise in grey levels.
-    Deterministic for a given ``seed``.
+    ``scene``: one of ``SCENES`` (fixed layouts, with ``TRAJECTORIES``) or of ``PLACES`` (drawn
+    for the seed, with ``ROBOT_PATHS``). ``dark_frames``: frames rendered black (the pose and
+    depth stay exact), as ``(start, stop)``, ``"A:B"``, a range or a list of indices.
+    ``noise_std``: Gaussian sensor noise in grey levels. ``textures``: the places' texture
+    sources (``synth_sources``). ``fov_deg``: horizontal field of view (None: Kinect-like; a
+    pair: drawn in that range). ``look``: True draws the camera's exposure, gamma, white
+    balance, vignetting, blur, noise and colour (``random_look``; a dict gives them).
+    ``supersample``: images rendered at this factor and averaged down (depth is cast through
+    the pixel centres at the output size). Deterministic for a given ``seed``.
     """
     _check_arguments(scene, trajectory, n_frames, width, height, fps)
     dark = _parse_dark(dark_frames, int(n_frames))
     out = Path(out_dir)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     (out / "depth").mkdir(parents=True, exist_ok=True)
-    sc = make_scene(scene, seed)
-    poses = make_trajectory(sc, trajectory, n_frames, seed)
-    camera = default_camera(width, height)
+    if scene in PLACES:
+        sc = make_place(scene, seed, textures)
+        poses = robot_path(sc, trajectory, n_frames, seed)
+    else:
+        sc = make_scene(scene, seed)
+        poses = make_trajectory(sc, trajectory, n_frames, seed)
+    lens_rng = np.random.default_rng([seed, 29])
+    if isinstance(fov_deg, (list, tuple)):
+        fov_deg = float(lens_rng.uniform(*fov_deg))
+    camera = default_camera(width, height, fov_deg)
+    ss = max(1, int(supersample))
     renderer = Renderer(sc, camera)
+    hi_renderer = None
+    if ss > 1:
+        hi_renderer = Renderer(sc, Camera(camera.fx * ss, camera.fy * ss,
+                                          (camera.cx + 0.5) * ss - 0.5,
+                                          (camera.cy + 0.5) * ss - 0.5, width * ss,
+                                          height * ss))
     rng = np.random.default_rng([seed, 11])
+    if look is True:
+        look = random_look(lens_rng)
     t0_ns = 1_000_000_000
     rgb_lines = ["# color images", "# synthetic sequence written by vode_ros.datasets.synth",
                  "# timestamp filename"]
@@ -146,8 +203,17 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
                 "# synthetic, exact", "# timestamp tx ty tz qx qy qz qw"]
     with progress_bar(len(poses), f"synth {scene}/{trajectory}", quiet=not progress) as bar:
         for i, T in enumerate(poses):
-            img, depth = renderer.render(T)
-            img = _sensor_image(img, i in dark, noise_std, rng)
+            if hi_renderer is None:
+                img, depth = renderer.render(T)
+            else:
+                big, _ = hi_renderer.render(T)
+                img = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA)
+                depth = renderer.depth(T)
+            if look:
+                img = apply_look(img, look, i, rng)
+                img = _sensor_image(img, i in dark, 0.0, rng)
+            else:
+                img = _sensor_image(img, i in dark, noise_std, rng)
             stamp = _fmt_stamp(t0_ns + int(round(i * 1e9 / fps)))
             cv2.imwrite(str(out / "rgb" / f"{stamp}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(out / "depth" / f"{stamp}.png"), _depth_png(depth))
@@ -160,5 +226,7 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
                        "groundtruth.txt": gt_lines}, camera, {
         "generator": "vode_ros.datasets.synth", "scene": scene, "trajectory": trajectory,
         "n_frames": len(poses), "width": width, "height": height, "fps": fps, "seed": seed,
-        "dark_frames": sorted(dark), "noise_std": noise_std})
+        "dark_frames": sorted(dark), "noise_std": noise_std, "fov_deg": fov_deg,
+        "look": look or None, "supersample": ss,
+        "textures": None if scene not in PLACES else [str(t) for t in (textures or ["default"])]})
     return out

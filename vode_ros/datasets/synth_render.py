@@ -15,9 +15,11 @@ from vode_ros.datasets.synth_scene import Box, Scene
 from vode_ros.datasets.synth_textures import sample_mip
 
 
-def default_camera(width: int = 320, height: int = 240) -> Camera:
-    """A Kinect-like field of view (fx = 525 at 640 pixels) at any resolution."""
-    f = 525.0 * width / 640.0
+def default_camera(width: int = 320, height: int = 240, fov_deg: float | None = None) -> Camera:
+    """A Kinect-like field of view (fx = 525 at 640 pixels) at any resolution, or a horizontal
+    field of view of ``fov_deg`` degrees."""
+    f = 525.0 * width / 640.0 if fov_deg is None else \
+        (width / 2.0) / math.tan(math.radians(float(fov_deg)) / 2.0)
     return Camera(f, f, width / 2.0 - 0.5, height / 2.0 - 0.5, int(width), int(height))
 
 
@@ -65,6 +67,15 @@ class Renderer:
         depth = np.where(face >= 0, t_best, np.nan).astype(np.float32)
         img = np.clip(rgb + 0.5, 0, 255).astype(np.uint8).reshape(cam.height, cam.width, 3)
         return img, depth.reshape(cam.height, cam.width)
+
+    def depth(self, T_wc: np.ndarray) -> np.ndarray:
+        """HxW float32 z-depth in metres (NaN for the sky), without shading."""
+        R, o = np.asarray(T_wc[:3, :3], float), np.asarray(T_wc[:3, 3], float)
+        d = R @ self._rays
+        d[np.abs(d) < 1e-12] = 1e-12
+        t_best, face = self._cast(R, o, d)
+        depth = np.where(face >= 0, t_best, np.nan).astype(np.float32)
+        return depth.reshape(self.camera.height, self.camera.width)
 
     def _cast(self, R: np.ndarray, o: np.ndarray, d: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +157,12 @@ class Renderer:
             level = np.log2(np.maximum(tm / (self._f * norm * cos_inc) * tpm, 1.0))
             rgb[m] = sample_mip(self.scene.textures[box.textures[fi]], x, y, level) \
                 * box.shade[fi]
+            light = self.scene.info.get("light") if self.scene.info else None
+            if light:
+                normal = np.zeros(3)
+                normal[axis] = (1.0 if fi % 2 == 0 else -1.0) * (1.0 if box.inside else -1.0)
+                hits = o[:, None] + tm[None, :] * d[:, m]
+                rgb[m] *= lighting(light, normal, hits)[:, None]
         return rgb
 
     def _sky(self, ds: np.ndarray) -> np.ndarray:
@@ -159,6 +176,20 @@ class Renderer:
         y = (1.0 - np.clip(el, 0, np.pi / 2) / (np.pi / 2)) * (h - 1)
         level = np.full(len(x), max(0.0, math.log2((w / (2 * np.pi)) / self._f)))
         return sample_mip(pyr, x, y, level)
+
+
+def lighting(light: dict, normal: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Lambertian light (no shadows, the same from every view) on points (3, n) of a surface
+    with ``normal``: ambient, a directional sun and point lamps ``(position, gain, radius)``
+    whose light falls off as 1 / (1 + (distance / radius)^2)."""
+    out = np.full(points.shape[1], float(light["ambient"]), np.float32)
+    out += float(light["sun_gain"]) * max(0.0, float(normal @ np.asarray(light["sun"])))
+    for pos, gain, radius in light.get("lamps", ()):
+        v = np.asarray(pos, float)[:, None] - points
+        dist = np.linalg.norm(v, axis=0) + 1e-6
+        cos = np.maximum(normal @ v / dist, 0.0)
+        out += (gain * cos / (1.0 + (dist / radius) ** 2)).astype(np.float32)
+    return out
 
 
 def render(scene: Scene, camera: Camera, T_wc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

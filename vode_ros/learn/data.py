@@ -2,7 +2,8 @@
 
 A sample is a frame triplet ``(t - s, t, t + s)`` (``s``: the source's stride) resized to the
 network size, with the intrinsics rescaled to match. Only images and intrinsics are read: ground
-truth never reaches training.
+truth never reaches training; only synthetic sequences give their exact depth
+(``SourceSpec.depth``) to the supervised losses.
 
 * Frames are decoded once, resized, and cached in memory as uint8 (a 600-frame sequence at
   192x256 is 88 MB).
@@ -75,6 +76,9 @@ class SourceSpec:
     # these relative poses, their translation times a learned per-recording scale, instead of the
     # pose network's (pose from geometry, depth from the photometric loss)
     poses: str | None = None
+    # exact depth for the supervised losses: only a synthetic sequence's (its folder holds the
+    # generator's synth.json); a real recording's depth is ground truth, for evaluation only
+    depth: bool = False
 
     @classmethod
     def from_any(cls, item) -> "SourceSpec":
@@ -114,6 +118,8 @@ class CachedSequence:
     K_grey: np.ndarray | None = None     # their intrinsics
     poses: np.ndarray | None = None      # [N, 4, 4] camera-to-world from ``SourceSpec.poses``,
                                          # NaN for frames the trajectory lacks
+    depth: np.ndarray | None = None      # [N, H, W] float16 metres (0: invalid) of a synthetic
+                                         # sequence, ``SourceSpec.depth``
 
     def __len__(self):
         return len(self.images)
@@ -148,7 +154,12 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
     (only sources choosing frames by parallax need them)."""
     seq = open_spec(spec)
     cam = seq.camera
+    if spec.depth and not (Path(spec.path) / "synth.json").is_file():
+        raise ValueError(f"{spec.path}: depth is read only from synthetic sequences (a folder "
+                         "with synth.json, as vode synth writes); a recording's depth is ground "
+                         "truth, for evaluation only")
     width, height = cached_size(cam.width, cam.height, height, width)
+    depths = []
     fx, fy, cx, cy = scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
                                       width, height)
     images, thumbs, indices, greys, stamps = [], [], [], [], []
@@ -170,11 +181,18 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
             greys.append(cv2.resize(grey, (gw, gh), interpolation=cv2.INTER_AREA))
         indices.append(int(f.index))
         stamps.append(int(f.stamp_ns))
+        if spec.depth:
+            d = f.gt_depth if f.gt_depth is not None else np.full(img.shape[:2], np.nan)
+            d = cv2.resize(np.nan_to_num(d.astype(np.float32), nan=0.0), (width, height),
+                           interpolation=cv2.INTER_NEAREST)
+            depths.append(d.astype(np.float16))
     name = spec.name or Path(spec.path).name
     out = CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
                          indices)
     if spec.poses:
         out.poses = trajectory_at(spec.poses, np.asarray(stamps, np.int64), spec.path)
+    if spec.depth:
+        out.depth = np.stack(depths)
     if parallax_greys:
         out.greys = np.stack(greys)
         out.K_grey = k_matrix(*scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width,
@@ -381,7 +399,9 @@ class TripletDataset:
     """Frame triplets from several recordings; ``sample(i, rng)`` returns one training sample:
 
     ``images`` ``[3, 3, H, W]`` float32 in [0, 1] (source -s, target, source +s), ``aug`` the
-    same after colour jitter (what the networks see), ``K`` and ``inv_K`` ``[3, 3]``, ``source``
+    same after colour jitter (what the networks see), ``depth_gt`` ``[1, H, W]`` (a synthetic
+    sequence's exact depth of the target, 0 elsewhere) with ``has_depth``, ``K`` and ``inv_K``
+    ``[3, 3]``, ``source``
     (which recording), ``flipped``, and ``T_known`` ``[2, 4, 4]`` (``T_source_target`` of the
     two sources from the recording's ``poses`` trajectory) with ``has_pose`` (False: identity
     placeholders, the pose network decides)."""
@@ -402,7 +422,8 @@ class TripletDataset:
         cache = {} if cache is None else cache
         for k, spec in enumerate(self.specs):
             by_parallax = bool(min_parallax_px > 0 and spec.max_stride)
-            key = (spec.path, spec.frames, spec.stream, self.height, self.width, by_parallax)
+            key = (spec.path, spec.frames, spec.stream, self.height, self.width, by_parallax,
+                   bool(spec.depth))
             if key not in cache:
                 cache[key] = load_sequence(spec, self.height, self.width, progress, by_parallax)
             seq = cache[key]
@@ -469,9 +490,12 @@ class TripletDataset:
         stereo = seq.stereo[t][win].astype(np.float32) / 255.0 if seq.stereo is not None \
             else None
         baseline = seq.baseline_m
+        depth = seq.depth[t][win].astype(np.float32) if seq.depth is not None else None
         if self.augment and rng is not None:
             if rng.random() < self.flip_prob:
                 frames = frames[:, :, ::-1].copy()
+                if depth is not None:
+                    depth = depth[:, ::-1].copy()
                 K = flip_intrinsics(K, self.width)
                 flipped = True
                 if stereo is not None:  # mirrored, the partner camera sits on the other side
@@ -490,7 +514,11 @@ class TripletDataset:
                 "source": k, "flipped": flipped,
                 "stereo": None if stereo is None else
                 torch.from_numpy(np.ascontiguousarray(stereo.transpose(2, 0, 1))),
-                "baseline_m": float(baseline)}
+                "baseline_m": float(baseline),
+                "depth_gt": torch.from_numpy(np.ascontiguousarray(
+                    (depth if depth is not None else np.zeros(frames.shape[1:3], np.float32)
+                     )[None])),
+                "has_depth": depth is not None}
 
     def batch(self, indices, rngs=None) -> dict:
         samples = [self.sample(i, None if rngs is None else r)
@@ -500,6 +528,9 @@ class TripletDataset:
         out["has_pose"] = torch.tensor([s["has_pose"] for s in samples])
         out["source"] = torch.tensor([s["source"] for s in samples])
         out["flipped"] = torch.tensor([s["flipped"] for s in samples])
+        if any(s["has_depth"] for s in samples):
+            out["depth_gt"] = torch.stack([s["depth_gt"] for s in samples])
+            out["has_depth"] = torch.tensor([s["has_depth"] for s in samples])
         if any(s["stereo"] is not None for s in samples):
             if not all(s["stereo"] is not None for s in samples):
                 raise ValueError("a batch mixes stereo and monocular samples; train stereo "

@@ -93,3 +93,53 @@ def pose_fit(T_pred: torch.Tensor, T_ref: torch.Tensor) -> torch.Tensor:
     rot = (T_pred[:, :3, :3] - T_ref[:, :3, :3]).abs().flatten(1).mean(1)
     trans = (T_pred[:, :3, 3] - T_ref[:, :3, 3]).abs().mean(1)
     return rot + trans
+
+
+# -- supervised, on exact depth (synthetic samples) -----------------------------------------------
+def _log_ratio(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``log pred - log gt`` where ``mask`` (0 elsewhere), ``[B, 1, H, W]``."""
+    safe_gt = torch.where(mask, gt, torch.ones_like(gt))
+    return torch.where(mask, torch.log(pred.clamp(min=1e-6)) - torch.log(safe_gt),
+                       torch.zeros_like(pred))
+
+
+def silog(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
+          lam: float = 1.0) -> torch.Tensor:
+    """Scale-invariant log loss (Eigen, Puhrsch and Fergus 2014), per sample ``[B]``: with
+    ``r = log pred - log gt`` over the ``n`` valid pixels of each image,
+    ``mean(r^2) - lam * mean(r)^2``. ``lam = 1``: the variance of ``r``, blind to a global
+    factor on ``pred`` (a relative depth); ``lam < 1`` also asks for the scale. Depths
+    ``[B, 1, H, W]``, ``mask`` boolean; a sample without a valid pixel gives 0."""
+    r = _log_ratio(pred, gt, mask)
+    n = mask.flatten(1).sum(1).clamp(min=1).to(r.dtype)
+    m1 = r.flatten(1).sum(1) / n
+    m2 = (r * r).flatten(1).sum(1) / n
+    return (m2 - lam * m1 * m1).clamp(min=0.0)
+
+
+def gradient_matching(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
+                      scales: int = 4) -> torch.Tensor:
+    """Multi-scale gradient matching on log depth (MegaDepth, Li and Snavely 2018; MiDaS,
+    Ranftl et al. 2020), per sample ``[B]``: the mean absolute x and y differences of
+    ``r = log pred - log gt`` between neighbouring valid pixels, summed over ``scales`` levels
+    (each half the resolution of the last, ``r`` averaged over the valid pixels it covers).
+    Zero when ``pred`` is ``gt`` times a constant (a shift of log depth), whatever the
+    constant; it asks for sharp, correctly placed depth edges."""
+    r = _log_ratio(pred, gt, mask)
+    m = mask.to(r.dtype)
+    total = torch.zeros(pred.shape[0], dtype=r.dtype, device=r.device)
+    for s in range(int(scales)):
+        if s > 0:
+            if min(r.shape[-2:]) < 4:
+                break
+            cnt = F.avg_pool2d(m, 2)
+            r = F.avg_pool2d(r * m, 2) / cnt.clamp(min=1e-6)
+            m = (cnt > 0.99).to(r.dtype)      # only cells whose four pixels are all valid
+            r = r * m
+        mx = m[..., :, 1:] * m[..., :, :-1]
+        my = m[..., 1:, :] * m[..., :-1, :]
+        gx = (r[..., :, 1:] - r[..., :, :-1]).abs() * mx
+        gy = (r[..., 1:, :] - r[..., :-1, :]).abs() * my
+        n = (mx.flatten(1).sum(1) + my.flatten(1).sum(1)).clamp(min=1)
+        total = total + (gx.flatten(1).sum(1) + gy.flatten(1).sum(1)) / n
+    return total

@@ -123,7 +123,12 @@ class DataOptions:
                    "Without them no evaluation runs and no best.pt is written.")
     synthetic: list = _p([], "Synthetic sequences trained on beside data.train, rendered once "
                          "under out_dir/synth: vode_ros.datasets.generate_sequence arguments "
-                         "plus stride, weight, frames. Only their images are used.")
+                         "(scene, trajectory, n_frames, width, height, seed, textures, fov_deg, "
+                         "look, supersample) plus stride, weight, frames, poses (true: warp with "
+                         "their exact poses) and count (N sequences, seeds seed..seed+N-1, "
+                         "scenes and trajectories cycling through the lists 'scenes' and "
+                         "'trajectories'; vode_ros.learn.synthetic). Their exact depth is read "
+                         "where train.silog or train.grad_match is above 0.")
 
 
 @dataclass
@@ -177,6 +182,18 @@ class LearningOptions:
                              "scale), weighted by this.", low=0.0)
     depth_lr_factor: float = _p(1.0, "The depth network's learning rate over train.lr; 0 freezes "
                                 "it (no gradients, batch-norm statistics kept).", low=0.0)
+    silog: float = _p(0.0, "Weight of the scale-invariant log loss (Eigen et al. 2014, "
+                      "vode_ros.learn.losses.silog) on the samples with exact depth (the "
+                      "synthetic sequences), every disparity scale upsampled; 0: off.", low=0.0)
+    silog_lambda: float = _p(1.0, "The SILog loss's lambda: 1 ignores a global factor on the "
+                             "predicted depth (relative depth), below 1 also asks for the "
+                             "scale.", low=0.0, high=1.0)
+    grad_match: float = _p(0.0, "Weight of the multi-scale gradient matching of log depth "
+                           "(MegaDepth, MiDaS; vode_ros.learn.losses.gradient_matching) on the "
+                           "samples with exact depth, at the full-resolution disparity; 0: off.",
+                           low=0.0)
+    grad_match_scales: int = _p(4, "Levels of the gradient matching loss (each half the "
+                                "resolution of the last).", low=1, high=6)
 
 
 @dataclass

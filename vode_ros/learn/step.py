@@ -153,6 +153,35 @@ def compute_losses(disp: torch.Tensor, views: Views, warped: list, target: torch
             "smoothness": losses.smoothness(disp, tgt_s)}
 
 
+def supervised_losses(disps: list, batch: dict, config: dict, train: LearningOptions) -> dict:
+    """The supervised losses of the samples with exact depth (``has_depth``, ``depth_gt``
+    ``[B, 1, H, W]`` in metres, 0 where invalid): SILog averaged over the disparity scales
+    (each upsampled to the depth's size) and gradient matching at full resolution, each per
+    sample then averaged; empty where they are off or no sample has depth."""
+    w_si, w_gm = float(train.silog or 0.0), float(train.grad_match or 0.0)
+    has = batch.get("has_depth")
+    if (w_si <= 0 and w_gm <= 0) or has is None or not bool(has.any()):
+        return {}
+    gt = batch["depth_gt"][has].float()
+    mask = gt > 0
+    out = {}
+    si = 0.0
+    for s, disp in enumerate(disps):
+        d = disp[has].float()
+        if d.shape[-2:] != gt.shape[-2:]:
+            d = F.interpolate(d, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+        depth = disparity_to_depth(d, config["min_depth"], config["max_depth"])
+        if w_si > 0:
+            si = si + losses.silog(depth, gt, mask, float(train.silog_lambda)).mean()
+        if s == 0 and w_gm > 0:
+            out["grad_match"] = losses.gradient_matching(depth, gt, mask,
+                                                         int(train.grad_match_scales)).mean()
+    if w_si > 0:
+        out["silog"] = si / len(disps)
+    out["supervised"] = w_si * out.get("silog", 0.0) + w_gm * out.get("grad_match", 0.0)
+    return out
+
+
 def model_step(depth_net, pose_net, batch: dict, config: dict, train: LearningOptions,
                deterministic: bool = False, pose_log_scale: torch.Tensor | None = None) -> dict:
     """Forward both networks on a batch and compute the self-supervised loss.
@@ -161,7 +190,9 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train: LearningOp
     (``train.scale_mode: upsample``; ``native``: judged at its own size); each source is warped
     into the target (:func:`warping_poses`); the photometric loss (:func:`compute_losses`) plus
     edge-aware smoothness weighted ``smoothness / 2**scale``; averaged over scales; plus
-    ``pose_distill`` times the pose fit (reported as ``pose_fit``) where it applies."""
+    ``pose_distill`` times the pose fit (reported as ``pose_fit``) where it applies; plus the
+    supervised losses of the samples with exact depth (:func:`supervised_losses`, reported as
+    ``silog`` and ``grad_match``)."""
     disps = depth_net(normalize(batch["aug"][:, 1], config))[:int(train.num_scales)]
     poses, fit = warping_poses(pose_net, batch, config, train, pose_log_scale)
     full = full_views(batch, poses, bool(train.automask))
@@ -182,6 +213,10 @@ def model_step(depth_net, pose_net, batch: dict, config: dict, train: LearningOp
                        mask=None if mask is None else mask.detach(), photometric0=photo.detach())
     n = len(disps)
     loss = total / n
+    sup = supervised_losses(disps, batch, config, train)
+    if sup:
+        loss = loss + sup.pop("supervised")
+        out.update({k: v.detach() for k, v in sup.items()})
     if fit is not None:
         loss = loss + float(train.pose_distill) * fit
         out["pose_fit"] = fit.detach()

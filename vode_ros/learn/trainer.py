@@ -43,6 +43,7 @@ from vode_ros.learn.options import LearningOptions, TrainError, TrainOptions, lo
 from vode_ros.learn.pose_scale import calibrate_pose_scale, pose_scale_groups
 from vode_ros.learn.run_log import Logger
 from vode_ros.learn.step import model_step
+from vode_ros.learn.synthetic import synthetic_sources
 from vode_ros.progress import progress_bar
 
 
@@ -54,22 +55,6 @@ def make_ema(nets, decay: float):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     return [AveragedModel(unwrap(n), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
             for n in nets]
-
-
-def synthetic_sources(items: list, out_dir: Path) -> list[dict]:
-    """Render the configured synthetic sequences once (under ``out_dir/synth``) and return them as
-    data sources. Only their images are used (training stays self-supervised)."""
-    specs = []
-    for item in items:
-        item = dict(item)
-        src = {k: item.pop(k) for k in ("stride", "weight", "frames") if k in item}
-        name = "synth-" + "-".join(f"{k}{v}" for k, v in sorted(item.items()))
-        path = out_dir / "synth" / name
-        if not (path / "rgb.txt").is_file():
-            from vode_ros.datasets import generate_sequence
-            generate_sequence(path, **item)
-        specs.append({"path": str(path), "name": name, **src})
-    return specs
 
 
 def _device(train: LearningOptions, local_rank: int):
@@ -159,7 +144,10 @@ class Trainer:
         """The training and held-out triplets, and the held-out frames with ground-truth depth."""
         dc, main = self.options.data, self.main
         h, w = self.height, self.width = self.options.training_size()
-        synth = synthetic_sources(dc.synthetic, self.out_dir) if dc.synthetic else []
+        tc = self.options.train
+        supervised = float(tc.silog or 0.0) > 0 or float(tc.grad_match or 0.0) > 0
+        synth = synthetic_sources(dc.synthetic, self.out_dir, supervised,
+                                  self.say if main else None) if dc.synthetic else []
         cache: dict = {}
         self.train_set = TripletDataset(list(dc.train) + synth, h, w, dc.min_motion,
                                         augment=True, flip_prob=dc.flip_prob, jitter=dc.jitter,
@@ -172,7 +160,9 @@ class Trainer:
             if dc.val else None
         self.gt_frames = heldout.load_gt_frames(dc.val, h, w) if dc.val and main else []
         self.trained_on = ("self-supervised (images only) on " + self.train_set.describe() +
-                           f"; training size {h}x{w}")
+                           (" (the synthetic sequences also with their exact depth: SILog "
+                            f"{tc.silog}, gradient matching {tc.grad_match})" if supervised and
+                            synth else "") + f"; training size {h}x{w}")
 
     def _build_networks(self) -> None:
         self.depth_net, self.pose_net = build_networks(self.model_config, seed=self.seed)
@@ -406,7 +396,7 @@ class Trainer:
         """What the training scalars of a step are (TensorBoard ``train/*``, log.jsonl)."""
         scales = self.pose_log_scale
         return {"loss": loss, "photometric": out["photometric"],
-                **({"pose_fit": out["pose_fit"]} if "pose_fit" in out else {}),
+                **{k: out[k] for k in ("pose_fit", "silog", "grad_match") if k in out},
                 "smoothness": out["smoothness"],
                 "automask_fraction": None if out["mask"] is None else out["mask"].mean(),
                 "lr": self.optimizer.param_groups[0]["lr"],

@@ -371,15 +371,29 @@ def _add_synth(sub):
     p = sub.add_parser("synth", help="render a synthetic sequence with exact depth and poses "
                        "(TUM RGB-D layout, optionally also a ROS 2 bag)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--scene", default="room", help="room, corridor or street")
-    p.add_argument("--trajectory", default="straight",
-                   help="straight, turn, loop, rotation, static or handheld (fast turns)")
+    p.add_argument("--scene", default="room",
+                   help="room, corridor or street (fixed layouts), or a place drawn for the "
+                   "seed: home, office, kitchen, hallway, town, field")
+    p.add_argument("--trajectory", default=None,
+                   help="fixed layouts: straight (default), turn, loop, rotation, static or "
+                   "handheld (fast turns); places: handheld (default), vehicle or drone")
     p.add_argument("--frames", type=int, default=60, help="number of frames")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dark", default=None, metavar="A:B", help="frames rendered black")
+    p.add_argument("--textures", nargs="+", default=None, metavar="SOURCE",
+                   help="texture sources of a place: procedural, packaged (scikit-image's "
+                   "photographs, where installed) or recordings to crop (default: procedural "
+                   "packaged)")
+    p.add_argument("--fov", type=float, default=None, metavar="DEG",
+                   help="horizontal field of view (default: Kinect-like, 62 degrees)")
+    p.add_argument("--look", action="store_true",
+                   help="a random camera look: exposure, gamma, white balance, vignetting, "
+                   "blur, noise, grey sensor")
+    p.add_argument("--supersample", type=int, default=1, metavar="N",
+                   help="render images at N times the size and average down")
     p.add_argument("--bag", default=None, metavar="OUT.mcap",
                    help="also write the sequence as a ROS 2 bag")
     p.set_defaults(func=_run_synth)
@@ -387,10 +401,13 @@ def _add_synth(sub):
 
 def _run_synth(args):
     from vode_ros.datasets.synth import generate_sequence
-    path = generate_sequence(args.out, scene=args.scene, trajectory=args.trajectory,
+    from vode_ros.datasets.synth import PLACES
+    trajectory = args.trajectory or ("handheld" if args.scene in PLACES else "straight")
+    path = generate_sequence(args.out, scene=args.scene, trajectory=trajectory,
                              n_frames=args.frames, width=args.width, height=args.height,
                              fps=args.fps, seed=args.seed, dark_frames=args.dark,
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty(), textures=args.textures,
+                             fov_deg=args.fov, look=args.look, supersample=args.supersample)
     print(f"wrote {path} (TUM RGB-D layout: rgb/, depth/, groundtruth.txt, camera.txt)")
     if args.bag:
         from vode_ros.bags.from_dataset import dataset_to_bag

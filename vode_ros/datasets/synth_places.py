@@ -17,9 +17,11 @@ zone at the speed of the robot:
 
 * ``vehicle``: a ground robot or car, camera low indoors (0.25-0.7 m) or at 1.2-1.7 m on a road,
   looking where it goes, barely pitching or rolling;
-* ``handheld``: a person walking, 1.2-1.7 m, looking around, now and then turning fast
-  (``synth_scene.handheld_yaw``), swaying;
-* ``drone``: climbing and sinking, yawing independently of its course, looking down a little.
+* ``handheld``: a person walking, 1.2-1.7 m, looking around (along the course or, in most
+  sequences, across the place), now and then turning fast (``synth_scene.handheld_yaw``),
+  swaying;
+* ``drone``: climbing and sinking, yawing to and fro about its course (or about the view across
+  the place), looking down a little.
 """
 from __future__ import annotations
 
@@ -377,6 +379,11 @@ def robot_path(scene: Scene, kind: str = "handheld", n_frames: int = 60, seed: i
     xy = c + r * np.stack([np.cos(ang), np.sin(ang)], 1)
     tangent = direction * np.stack([-r[0] * np.sin(ang), r[1] * np.cos(ang)], 1)
     heading = np.unwrap(np.arctan2(tangent[:, 1], tangent[:, 0]))
+    if kind != "vehicle" and rng.random() < 0.6:
+        # look across the place (towards the far side of the free zone's centre) rather than
+        # along the course: the view then spans the place's depth
+        inward = np.arctan2(c[1] - xy[:, 1], c[0] - xy[:, 0])
+        heading = np.unwrap(inward + np.angle(np.exp(1j * (heading - inward))) * 0.3)
     phase = k / max(n - 1, 1)
 
     def wobble(amp, harmonics=(1, 2, 3)):
@@ -402,7 +409,7 @@ def robot_path(scene: Scene, kind: str = "handheld", n_frames: int = 60, seed: i
         mid, amp = (top + bottom) / 2, (top - bottom) / 2
         z = mid + amp * 0.9 * np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * phase +
                                      rng.uniform(0, 6.3))
-        yaw = heading[0] + np.radians(rng.uniform(-60, 60)) * np.sin(
+        yaw = heading + np.radians(rng.uniform(-60, 60)) * np.sin(
             2 * np.pi * rng.uniform(0.3, 1.0) * phase) + np.radians(wobble(10.0))
         pitch = np.radians(rng.uniform(-35, -5) + wobble(5.0))
         roll = np.radians(wobble(3.0))

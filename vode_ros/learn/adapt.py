@@ -104,10 +104,9 @@ def training_options(settings: AdaptSettings, out: Path, trajectory: Path, train
     }
 
 
-class AdaptTrainer(Trainer):
-    """`vode train`'s trainer without ground truth, run against a clock: :meth:`run_for`."""
-
-    read_ground_truth = False  # labels are never read for an adaptation, not even to report
+class TimedTrainer(Trainer):
+    """`vode train`'s trainer run against a clock (:meth:`run_for`); ``state_path``: a JSON file
+    that each ``last.pt`` write updates with the training seconds spent (a resume's start)."""
 
     def __init__(self, *args, state_path: Path | None = None, spent_s: float = 0.0, **kw):
         self.state_path, self.spent_s = state_path, float(spent_s)
@@ -120,7 +119,8 @@ class AdaptTrainer(Trainer):
     def save(self, name: str) -> None:
         super().save(name)
         if name == "last.pt" and self.state_path is not None:
-            state = json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_text()) if self.state_path.is_file() \
+                else {}
             state.update(train_seconds=round(self.training_seconds(), 1),
                          step=self.progress["step"])
             atomic_write(self.state_path, json.dumps(state, indent=2))
@@ -172,6 +172,12 @@ class AdaptTrainer(Trainer):
         if bar is not None:
             bar.n = min(int(self.training_seconds() - self.spent_s), bar.total)
             bar.set_postfix(step=self.progress["step"], loss=f"{loss:.4f}")
+
+
+class AdaptTrainer(TimedTrainer):
+    """The adaptation's trainer: no ground truth is read."""
+
+    read_ground_truth = False  # labels are never read for an adaptation, not even to report
 
 
 def _read_state(path: Path, settings: AdaptSettings) -> dict:

@@ -94,6 +94,9 @@ SLOW_MODULES = {
     "test_export.py": "exports checkpoints and checks ONNX Runtime parity",
     "test_bench.py": "runs `vode bench` in subprocesses (one through the node)",
     "test_build.py": "builds the package with colcon, runs pytest in a subprocess",
+    "test_onnx_weights.py": "reads the shipped ONNX models back into torch, trains a step",
+    "test_adapt.py": "runs the odometry and fine-tunes the networks on a synthetic recording",
+    "test_device_check.py": "exports networks and benches them (tools/device_check.sh)",
 }
 # module fixtures that take long to build: every test that uses one
 SLOW_FIXTURES = {

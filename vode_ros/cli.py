@@ -419,6 +419,47 @@ def _run_synth(args):
 COMMANDS.append(_add_synth)
 
 
+# -- vode adapt ----------------------------------------------------------------------------------
+def _add_adapt(sub):
+    p = sub.add_parser("adapt", help="fit the depth and pose networks to your own recording "
+                       "(self-supervised, poses from the odometry): DIR/depth.onnx, "
+                       "DIR/pose.onnx; run it again with the same --out to resume")
+    p.add_argument("input", help="a recording: anything `vode process` reads (image folder, "
+                   "video, ROS 2 bag, dataset layouts)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the "
+                   "resume state)")
+    p.add_argument("--minutes", type=float, default=None, metavar="M",
+                   help="time budget of the whole command (default 15: two minutes of video "
+                   "in under 20 minutes on 2 CPU cores)")
+    p.add_argument("--frames", default=None, metavar="A:B", help="frame range (python slice)")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="last fraction of the frames held out to judge the models (0.2)")
+    p.add_argument("--steps", type=int, default=None, help="at most N training steps")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads of training (2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_args(p)
+    p.set_defaults(func=_run_adapt)
+
+
+def _run_adapt(args):
+    from vode_ros.learn.adapt import adapt
+    try:
+        report = adapt(args.input, args.out, args.minutes, frames=args.frames,
+                       holdout=args.holdout, config_file=args.config, overrides=args.set,
+                       max_steps=args.steps, threads=args.threads, seed=args.seed,
+                       quiet=args.quiet, say=lambda m: print(m, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        print("vode adapt: interrupted; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+COMMANDS.append(_add_adapt)
+
+
 # -- vode model ----------------------------------------------------------------------------------
 def _add_model(sub):
     p = sub.add_parser("model", help="an ONNX model's contract metadata: describe it, or stamp "

@@ -173,7 +173,10 @@ class LearningOptions:
     init_from: str | None = _p(None, "Checkpoint whose network weights (its moving average where "
                                "it kept one) start this run: a second stage, another size. Its "
                                "optimiser and progress are not used; its steps count in the "
-                               "new checkpoints' step.")
+                               "new checkpoints' step. Or exported models: an ONNX file "
+                               "(models/depth.onnx, with the pose.onnx beside it), a list of "
+                               "them or their folder, read back from their initializers "
+                               "(vode_ros.learn.onnx_weights).")
     pose_scale_lr: float = _p(1e-3, "Learning rate of the log translation scale learned for each "
                               "poses trajectory (one per trajectory file).", low=0.0)
     pose_distill: float = _p(0.0, "> 0: on samples whose source has poses, the pose network also "

@@ -38,7 +38,7 @@ from vode_ros.learn.checkpoint import (
     unwrap,
 )
 from vode_ros.learn.data import TripletDataset, sample_rng, trajectory_warning
-from vode_ros.learn.networks import build_networks, count_parameters
+from vode_ros.learn.networks import build_networks, count_parameters, normalize
 from vode_ros.learn.options import LearningOptions, TrainError, TrainOptions, load_options
 from vode_ros.learn.pose_scale import calibrate_pose_scale, pose_scale_groups
 from vode_ros.learn.run_log import Logger
@@ -100,6 +100,8 @@ class Trainer:
     ``progress`` (``step``, ``epoch``, ``position``, ``best_val``, ``history``, ``base_steps``)
     is what a checkpoint stores and a resume restores; ``say`` receives the run's messages."""
 
+    read_ground_truth = True   # held-out depth metrics where data.val has ground truth
+
     def __init__(self, options: TrainOptions, resume: str | bool | None = None, say=print):
         self.options = options
         self.say = say
@@ -158,7 +160,8 @@ class Trainer:
                              f"(min_motion {dc.min_motion}) or the sequences are too short")
         self.val_set = TripletDataset(dc.val, h, w, dc.min_motion, augment=False, cache=cache) \
             if dc.val else None
-        self.gt_frames = heldout.load_gt_frames(dc.val, h, w) if dc.val and main else []
+        self.gt_frames = heldout.load_gt_frames(dc.val, h, w) \
+            if dc.val and main and self.read_ground_truth else []
         self.trained_on = ("self-supervised (images only) on " + self.train_set.describe() +
                            (" (the synthetic sequences also with their exact depth: SILog "
                             f"{tc.silog}, gradient matching {tc.grad_match})" if supervised and
@@ -195,12 +198,58 @@ class Trainer:
     def _start_from(self, path) -> None:
         """Fine-tuning: the networks start from another run's weights (its moving average where
         it kept one); its steps count in this run's checkpoints."""
+        from vode_ros.learn.onnx_weights import is_onnx_source
+        if is_onnx_source(path):
+            self._start_from_onnx(path)
+            return
         init = read_checkpoint(path)
         self.depth_net.load_state_dict(trained_weights(init, "depth"))
         self.pose_net.load_state_dict(trained_weights(init, "pose"))
         self.trained_on = (f"{init.get('trained_on', 'unknown')}, {int(init.get('step', 0))} "
                            f"steps; then fine-tuned: {self.trained_on}")
         self.progress["base_steps"] = int(init.get("step", 0))
+
+    def _start_from_onnx(self, source) -> None:
+        """Fine-tuning from exported models (``models/depth.onnx``, a folder of them): their
+        weights read back from the ONNX initializers and checked against ONNX Runtime
+        (:mod:`vode_ros.learn.onnx_weights`), batch norm restandardised on training images."""
+        from vode_ros.learn.onnx_weights import (
+            OnnxWeightsError,
+            networks_from_onnx,
+            restandardize_batchnorm,
+        )
+        try:
+            nets, reports, _ = networks_from_onnx(source, self.model_config)
+        except OnnxWeightsError as exc:
+            raise TrainError(f"train.init_from: {exc}") from None
+        sample = self.train_set.batch(list(np.linspace(0, len(self.train_set) - 1,
+                                                       min(32, len(self.train_set)),
+                                                       dtype=int)))["aug"]
+        inputs = {"depth": normalize(sample[:, 1], self.model_config),
+                  "pose": normalize(torch.cat([torch.cat([sample[:, 0], sample[:, 1]], 1),
+                                               torch.cat([sample[:, 1], sample[:, 2]], 1)]),
+                                    self.model_config)}
+        mine = {"depth": self.depth_net, "pose": self.pose_net}
+        steps, told = [], []
+        for kind, net in nets.items():
+            restandardize_batchnorm(net, inputs[kind])
+            unwrap(mine[kind]).load_state_dict(net.state_dict())
+            rep = reports[kind]
+            steps.append(int(rep["train_steps"]) if str(rep["train_steps"]).isdigit() else 0)
+            told.append(f"{kind} from {rep['path']} ({rep['matched_by_name']} convolutions "
+                        f"matched by name, {rep['matched_by_order']} by order; ONNX Runtime "
+                        f"agrees to {rep['max_abs_diff']:.1e})")
+            missing = rep["not_in_file"]
+            if missing and int(self.options.train.num_scales) > 1:
+                self.say(f"vode train: warning: {rep['path']} lacks {', '.join(missing)} (not "
+                         "exported); they start untrained; train.num_scales: 1 leaves them out")
+        if "depth" in nets and float(self.options.train.depth_lr_factor) == 0:
+            self.depth_net.eval()
+        first = next(iter(reports.values()))
+        self.say("vode train: init_from " + "; ".join(told))
+        self.trained_on = (f"{first['trained_on']}, {max(steps)} steps; then fine-tuned: "
+                           f"{self.trained_on}")
+        self.progress["base_steps"] = max(steps)
 
     def _build_pose_scales(self) -> None:
         """One learned log translation scale per ``poses`` trajectory of the training sources

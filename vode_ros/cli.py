@@ -400,8 +400,7 @@ def _add_synth(sub):
 
 
 def _run_synth(args):
-    from vode_ros.datasets.synth import generate_sequence
-    from vode_ros.datasets.synth import PLACES
+    from vode_ros.datasets.synth import PLACES, generate_sequence
     trajectory = args.trajectory or ("handheld" if args.scene in PLACES else "straight")
     path = generate_sequence(args.out, scene=args.scene, trajectory=trajectory,
                              n_frames=args.frames, width=args.width, height=args.height,

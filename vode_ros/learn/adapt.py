@@ -34,6 +34,7 @@ import torch
 
 from vode_ros.errors import VodeError
 from vode_ros.files import atomic_write
+from vode_ros.learn.checkpoint import read_checkpoint
 from vode_ros.learn.trainer import Trainer
 from vode_ros.progress import progress_bar
 
@@ -111,6 +112,8 @@ class TimedTrainer(Trainer):
     def __init__(self, *args, state_path: Path | None = None, spent_s: float = 0.0, **kw):
         self.state_path, self.spent_s = state_path, float(spent_s)
         self._clock = None
+        self.budget_s, self.eval_every_s, self.next_eval_s = float("inf"), 0.0, 0.0
+        self.evaluated_at = 0
         super().__init__(*args, **kw)
 
     def training_seconds(self) -> float:
@@ -131,39 +134,40 @@ class TimedTrainer(Trainer):
         every ``budget_s / EVALUATIONS`` seconds and at the end pick ``best.pt``."""
         p = self.progress
         stop = int(max_steps) if max_steps is not None else int(self.options.train.max_steps)
-        every = max(budget_s / EVALUATIONS, 1.0)
-        bs = int(self.options.train.batch_size)
+        self.budget_s = float(budget_s)
+        self.eval_every_s = max(budget_s / EVALUATIONS, 1.0)
         self._clock = time.time()
-        next_eval = self.training_seconds() + every
+        self.next_eval_s = self.training_seconds() + self.eval_every_s
         left = max(0.0, budget_s - self.training_seconds())
         self.bar = progress_bar(int(left) + 1, "adapt", quiet=not self.options.log.progress,
                                 unit="s")
         try:
             if p["step"] == 0:
                 self.evaluate_and_keep_best()
-            evaluated_at = p["step"]
-            while p["step"] < stop and self.training_seconds() < budget_s:
-                order = self.train_set.epoch_order(self.seed, p["epoch"])
-                n_batches = len(order) // bs
-                while (p["position"] < n_batches and p["step"] < stop
-                       and self.training_seconds() < budget_s):
-                    self.step(order)
-                    if self.training_seconds() >= next_eval:
-                        self.evaluate_and_keep_best()
-                        evaluated_at = p["step"]
-                        next_eval = self.training_seconds() + every
-                    if time.time() - self.last_checkpoint > 60.0 * float(
-                            self.options.log.checkpoint_minutes):
-                        self.save("last.pt")
-                        self.last_checkpoint = time.time()
-                if p["position"] >= n_batches:
-                    p["epoch"], p["position"] = p["epoch"] + 1, 0
-            if evaluated_at != p["step"]:
+            self.evaluated_at = p["step"]
+            while self.keep_training(stop):
+                self.run_epoch(stop)
+            if self.evaluated_at != p["step"]:
                 self.evaluate_and_keep_best()
             self.save("last.pt")
         finally:
             self.close()
         return self.summary()
+
+    def keep_training(self, stop_at: int) -> bool:
+        return super().keep_training(stop_at) and self.training_seconds() < self.budget_s
+
+    def after_step(self) -> None:
+        """A held-out evaluation every ``budget_s / EVALUATIONS`` seconds of training, then the
+        trainer's own checkpointing."""
+        if self.training_seconds() >= self.next_eval_s:
+            self.evaluate_and_keep_best()
+            self.evaluated_at = self.progress["step"]
+            self.next_eval_s = self.training_seconds() + self.eval_every_s
+        super().after_step()
+
+    def end_of_epoch(self) -> None:
+        """Nothing: evaluations follow the clock, not the epochs."""
 
     def log_step(self, batch: dict, out: dict, loss: float) -> None:
         bar, self.bar = self.bar, None         # the bar counts seconds, not steps
@@ -304,7 +308,7 @@ def adapt(input_path, out_dir, minutes: float | None = None, *, frames: str | No
 def _best_step(path: Path) -> int | None:
     if not path.is_file():
         return None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
     return int(ckpt.get("run_step", ckpt.get("step", 0)))
 
 

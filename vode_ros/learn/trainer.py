@@ -350,16 +350,24 @@ class Trainer:
         p = self.progress
         order = self.train_set.epoch_order(self.seed, p["epoch"])
         n_batches = len(order) // (int(self.options.train.batch_size) * self.world)
-        while p["position"] < n_batches and p["step"] < stop_at:
+        while p["position"] < n_batches and self.keep_training(stop_at):
             self.step(order)
             self.after_step()
         if p["position"] >= n_batches:
             p["epoch"] += 1
             p["position"] = 0
-            if not self.options.eval.every_steps:
-                self.evaluate_and_keep_best()
-            self.save("last.pt")
-            self.last_checkpoint = time.time()
+            self.end_of_epoch()
+
+    def keep_training(self, stop_at: int) -> bool:
+        """Whether to take another step (until step ``stop_at``)."""
+        return self.progress["step"] < stop_at
+
+    def end_of_epoch(self) -> None:
+        """The epoch's evaluation (without ``eval.every_steps``) and ``last.pt``."""
+        if not self.options.eval.every_steps:
+            self.evaluate_and_keep_best()
+        self.save("last.pt")
+        self.last_checkpoint = time.time()
 
     def step(self, order: np.ndarray) -> None:
         """One optimisation step on the batch at the current position of the epoch ``order``."""

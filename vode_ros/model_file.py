@@ -37,6 +37,11 @@ def _tensors(values) -> list[dict]:
     return out
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A model file's ``metadata_props`` as a dict (ModelError for an unreadable file)."""
+    return {p.key: p.value for p in _load(path).metadata_props}
+
+
 def describe(path: str | Path) -> dict:
     """What ``path`` declares: its metadata, inputs, outputs, and whether it honours the contract
     (``contract: ok`` with the parsed spec, or ``contract: broken`` with the reason)."""

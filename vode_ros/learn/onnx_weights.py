@@ -81,13 +81,13 @@ def onnx_files(source) -> dict:
 
 
 def read_metadata(path) -> dict:
-    import onnx
+    """A model file's contract metadata (:func:`vode_ros.model_file.read_metadata`)."""
+    from vode_ros.errors import ModelError
+    from vode_ros.model_file import read_metadata as file_metadata
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
-        raise OnnxWeightsError(f"'{path}' is not a readable ONNX model "
-                               f"({str(exc).splitlines()[0][:200] if str(exc) else exc})") from None
-    return {p.key: p.value for p in model.metadata_props}
+        return file_metadata(path)
+    except ModelError as exc:
+        raise OnnxWeightsError(str(exc)) from None
 
 
 def model_config_of(path) -> dict:

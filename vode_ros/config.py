@@ -262,6 +262,16 @@ class PoseConfig:
     orb_ratio: float = _p(
         0.8, "Lowe's ratio test for ORB matches (best Hamming distance over the second best).",
         low=0.1, high=1.0)
+    frame_refinement_evaluations: int = _p(
+        0, "The pose answered for a frame between keyframes refined on its map points' "
+        "reprojection and its tracks' epipolar distance from the keyframe together (robust "
+        "least squares, at most this many cost evaluations; 20 is plenty); the tracker's own "
+        "state keeps the unrefined pose. 0 turns it off (the default: it lowers the per-frame "
+        "jitter of a slow hand-held camera but not the drift, see docs/results.md).",
+        low=0, high=1000)
+    frame_refinement_epipolar_weight: float = _p(
+        1.0, "Weight of the epipolar (Sampson) distances against the map points' reprojection "
+        "errors in the frame refinement.", low=0.0, high=1000.0)
     bundle_adjustment_iterations: int = _p(
         0, "Local bundle adjustment after each keyframe: Levenberg-Marquardt iterations over "
         "the keyframe window's poses and map points (Huber kernel at pose.pnp_threshold_px, "

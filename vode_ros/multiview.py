@@ -316,3 +316,88 @@ def fit_ground_plane(X: np.ndarray, threshold: float = 0.03, iterations: int = 1
     n = n if n[1] > 0 else -n
     height = float(n @ centre)               # distance from the camera centre to the plane
     return (height, n) if height > 0 and n[1] >= cos_tilt else None
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def refine_pose(T_cur_w: np.ndarray, Xw: np.ndarray, px_map: np.ndarray, T_kf_w: np.ndarray,
+                px_kf: np.ndarray, px_cur: np.ndarray, K: np.ndarray, huber_px: float,
+                epipolar_weight: float = 1.0, max_evaluations: int = 20,
+                epipolar_gate_px: float | None = None) -> np.ndarray | None:
+    """One frame's pose refined on two kinds of evidence at once: the reprojection of the map
+    points ``Xw`` it sees at ``px_map``, which fix the position in the map's scale, and the
+    Sampson (first-order epipolar) distance of the tracks followed from the keyframe
+    (``px_kf`` -> ``px_cur``), which constrain the rotation and the direction of motion without
+    needing a map point. Robust (Huber at ``huber_px`` pixels), Levenberg-Marquardt-like trust
+    region from ``T_cur_w`` (scipy ``least_squares``; no library refines a pose on both terms).
+    Residuals beyond 3 kernel widths (epipolar: beyond ``epipolar_gate_px``, by default the
+    same) at the start pose, then at the first solution, are left out: the epipolar term of a
+    short baseline is weak, and a wrong track a few pixels off its line would pull it.
+    Returns the refined ``T_cur_w`` or None where it did not converge to a finite pose."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    R0, t0 = T_cur_w[:3, :3], T_cur_w[:3, 3]
+    Xw = np.asarray(Xw, np.float64)
+    u = np.asarray(px_map, np.float64)
+    Kinv = np.linalg.inv(K)
+    h0 = np.c_[np.asarray(px_kf, np.float64), np.ones(len(px_kf))]
+    h1 = np.c_[np.asarray(px_cur, np.float64), np.ones(len(px_cur))]
+    R_kf, t_kf = T_kf_w[:3, :3], T_kf_w[:3, 3]
+    w = float(np.sqrt(epipolar_weight))
+
+    def pose(p):
+        R = Rotation.from_rotvec(p[:3]).as_matrix() @ R0
+        return R, t0 + p[3:]
+
+    def residuals(p):
+        R, t = pose(p)
+        Xc = Xw @ R.T + t
+        z = np.maximum(Xc[:, 2], 1e-6)
+        r_map = np.stack([K[0, 0] * Xc[:, 0] / z + K[0, 2] - u[:, 0],
+                          K[1, 1] * Xc[:, 1] / z + K[1, 2] - u[:, 1]], 1).ravel()
+        if not len(h0):
+            return r_map
+        R_ck = R @ R_kf.T                         # keyframe -> current
+        t_ck = t - R_ck @ t_kf
+        n = np.linalg.norm(t_ck)
+        if n < 1e-12:
+            return np.r_[r_map, np.zeros(len(h0))]
+        F = Kinv.T @ _skew(t_ck / n) @ R_ck @ Kinv
+        Fx0 = h0 @ F.T
+        Ftx1 = h1 @ F
+        num = np.sum(h1 * Fx0, 1)
+        den = np.sqrt(Fx0[:, 0] ** 2 + Fx0[:, 1] ** 2 + Ftx1[:, 0] ** 2 + Ftx1[:, 1] ** 2)
+        return np.r_[r_map, w * num / np.maximum(den, 1e-12)]
+
+    def gate(x):                  # what lies within 3 x the kernel's width at ``x``
+        r = np.abs(residuals(x))
+        if not np.all(np.isfinite(r)):
+            return None
+        m = 2 * len(u)
+        r[:m] = np.repeat(np.hypot(r[:m:2], r[1:m:2]), 2)
+        keep = r <= 3.0 * huber_px
+        if epipolar_gate_px is not None:
+            keep[m:] = r[m:] <= epipolar_gate_px * w
+        return keep
+
+    x = np.zeros(6)
+    for _ in range(2):            # from the start pose's inliers, then the first solution's
+        keep = gate(x)
+        if keep is None or keep[:2 * len(u)].sum() < 12:
+            return None
+        try:
+            sol = least_squares(lambda p, k=keep: residuals(p)[k], x, loss="huber",
+                                f_scale=huber_px, method="trf", max_nfev=max_evaluations,
+                                x_scale="jac")
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        if not np.all(np.isfinite(sol.x)):
+            return None
+        x = sol.x
+    R, t = pose(x)
+    return make_transform(R, t)
+
+

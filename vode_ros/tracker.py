@@ -30,6 +30,7 @@ from vode_ros.multiview import (
     essential_pose,
     pnp_pose,
     project,
+    refine_pose,
     rotation_parallax,
     triangulate_multiview,
 )
@@ -115,6 +116,8 @@ class GeometricPose(MapScale):
         self.memory = KeyframeMemory(self.cfg.relocalisation_keyframes, self.cfg.orb_features,
                                      self.cfg.orb_ratio)
         self.relocalise_left = 0                  # frames left to relocalise after a loss
+        self._answer: np.ndarray | None = None    # the refined pose answered for this frame
+        self.refine_ms: float | None = None       # the frame refinement's time
 
     # -- tracks ----------------------------------------------------------------------------------
     def _set_tracks(self, pts: np.ndarray) -> None:
@@ -160,11 +163,14 @@ class GeometricPose(MapScale):
                               sigma_scale=self.cfg.fallback_sigma_scale, backend=self.name,
                               timings_ms=timings)
         vc.world = T_w_cur
-        T = invert(vp.world) @ T_w_cur
-        self.motion.observe(T[:3, :3].T, consecutive=one_step)
+        vc.out = self._answer if self._answer is not None else T_w_cur
+        self._answer = None
+        T_int = invert(vp.world) @ T_w_cur
+        T = invert(vp.out if vp.out is not None else vp.world) @ vc.out
+        self.motion.observe(T_int[:3, :3].T, consecutive=one_step)
         dt = (cur.stamp_ns - prev.stamp_ns) * 1e-9
         if dt > 0:
-            self.speeds.append(float(np.linalg.norm(T[:3, 3])) / dt)
+            self.speeds.append(float(np.linalg.norm(T_int[:3, 3])) / dt)
         if self.cfg.fixed_scale > 0:
             T[:3, 3] *= self.cfg.fixed_scale
         self.last_step = step
@@ -189,6 +195,8 @@ class GeometricPose(MapScale):
         tracker at ``cur``): place ``cur`` at ``prev``'s pose composed with ``T_prev_cur``."""
         vp, vc = self.view(prev), self.view(cur)
         vc.world = (vp.world if vp.world is not None else np.eye(4)) @ T_prev_cur
+        if vp.out is not None:                   # the answers go on from the last answer
+            vc.out = vp.out @ T_prev_cur
         if self.kf is not None and self.kf.stamp_ns == cur.stamp_ns:
             self.kf.world = vc.world.copy()
             self.win = [vc.world.copy()]
@@ -206,6 +214,7 @@ class GeometricPose(MapScale):
                timings: dict[str, float]) -> tuple[np.ndarray, Step]:
         """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
         c = self.cfg
+        self._answer, self.refine_ms = None, None
         if vc.grey.shape != vp.grey.shape or vc.camera != vp.camera:
             # another camera (a new image size or intrinsics): start again at ``cur``, the
             # pose held (no feature of the old images can be followed into the new ones)
@@ -247,9 +256,12 @@ class GeometricPose(MapScale):
             return rec
         T, drop, want_kf = self._relative_pose(sel, K, R_rot, rot_inl, step)
         timings["pose"] = (time.perf_counter() - t1) * 1e3
+        if self.refine_ms is not None:
+            timings["frame_refinement"] = self.refine_ms
         if self._keyframe_due(want_kf, n):
             t2 = time.perf_counter()
             self._keep(~drop)
+            self._answer = None                  # a keyframe answers its own pose (the map's)
             T = self._new_keyframe(cur, vc, T)
             step.keyframe = True
             timings["keyframe"] = (time.perf_counter() - t2) * 1e3
@@ -389,12 +401,35 @@ class GeometricPose(MapScale):
         if want_e:
             T, outliers = self._essential(sel, step, K)
             if T is not None:
+                self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf
         if has_map:
             T, outliers = self._pnp(mapped, step, K)
             if T is not None:
+                self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf
         return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
+
+    def _refine(self, T_w_cur: np.ndarray, sel: np.ndarray, outliers: np.ndarray,
+                K: np.ndarray, has_map: bool) -> np.ndarray:
+        """The frame's pose refined on its map points and the epipolar geometry of its tracks
+        from the keyframe together (``multiview.refine_pose``), where it has a map."""
+        c, tr = self.cfg, self.tracks
+        if c.frame_refinement_evaluations <= 0 or not has_map:
+            return T_w_cur
+        keep = sel[~outliers[sel]]
+        mapped = keep[np.isfinite(tr.Xw[keep, 2])]
+        if len(mapped) < c.min_pnp_points:
+            return T_w_cur
+        t0 = time.perf_counter()
+        T_cur_w = refine_pose(invert(T_w_cur), tr.Xw[mapped], tr.px[mapped],
+                              invert(self.kf.world), tr.px_kf[keep], tr.px[keep], K,
+                              c.pnp_threshold_px, c.frame_refinement_epipolar_weight,
+                              c.frame_refinement_evaluations, 3.0 * c.ransac_threshold_px)
+        self.refine_ms = (time.perf_counter() - t0) * 1e3
+        if T_cur_w is None:
+            return T_w_cur
+        return invert(T_cur_w)
 
     def _essential(self, sel: np.ndarray, step: Step, K: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:

@@ -57,6 +57,7 @@ class View:
     grey: np.ndarray
     camera: Camera
     world: np.ndarray | None = None          # pose of the frame in the backend's world
+    out: np.ndarray | None = None            # the pose answered for it (refined), if not world
 
 
 @dataclass

@@ -77,6 +77,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         geometry_ms: list = []
         pose_with_geometry_ms: list = []   # the pose stage on the same frames
         ba_ms: list = []
+        refine_ms: list = []
         depth_ms: dict[str, list] = {"plane_sweep": [], "depth_fusion": []}
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
@@ -98,6 +99,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                     pose_with_geometry_ms.append(timings.get("pose", 0.0))
                 if "pose_bundle_adjustment" in timings:     # keyframes only
                     ba_ms.append(timings["pose_bundle_adjustment"])
+                if "pose_frame_refinement" in timings:      # frames between keyframes
+                    refine_ms.append(timings["pose_frame_refinement"])
                 for k, v in depth_ms.items():
                     if k in timings:
                         v.append(timings[k])
@@ -131,6 +134,8 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                                       else None),
             # inside geometry: the local bundle adjustment, on the keyframes where it ran
             "bundle_adjustment_ms": _summary(ba_ms) if ba_ms else None,
+            # inside geometry: the frame refinement (pose.frame_refinement_evaluations)
+            "frame_refinement_ms": _summary(refine_ms) if refine_ms else None,
             # inside the depth stage: the multi-view plane sweep (at depth keyframes only) and
             # the alignment and fusion of every frame
             "plane_sweep_ms": {**_summary(depth_ms["plane_sweep"]),

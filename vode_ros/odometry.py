@@ -125,6 +125,8 @@ class VisualOdometry:
                 timings["pose_geometry"] = result.timings_ms["total"]
             if "bundle_adjustment" in result.timings_ms:     # inside pose_geometry
                 timings["pose_bundle_adjustment"] = result.timings_ms["bundle_adjustment"]
+            if "frame_refinement" in result.timings_ms:      # inside pose_geometry
+                timings["pose_frame_refinement"] = result.timings_ms["frame_refinement"]
             backend, reason, ok = result.backend, result.reason, result.ok
             if ok:
                 step, sigma = result.T, result.sigma_scale

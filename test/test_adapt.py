@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     from vode_ros.datasets import generate_sequence
+    # 320x240: the walk gives the odometry enough parallax for a map in the held-out frames
     return generate_sequence(tmp_path_factory.mktemp("adapt") / "walk", scene="room",
-                             trajectory="handheld", n_frames=36, width=160, height=120, seed=4)
+                             trajectory="handheld", n_frames=36, width=320, height=240, seed=3)
 
 
 def test_split_holds_out_the_last_frames():
@@ -44,8 +45,12 @@ def test_adapt_writes_contract_models_and_resumes(recording, tmp_path, capsys, m
     first = json.loads(capsys.readouterr().out)
     assert first["steps"] == 2 and first["train_frames"] == "0:29:1"
     assert first["heldout_frames"] == "29:36:1"
-    for key in ("heldout_photometric_before", "heldout_photometric_after"):
-        assert np.isfinite(first[key]) and first[key] > 0
+    for key in ("heldout_photometric_before", "heldout_photometric_after",
+                "heldout_map_depth_silog_before", "heldout_map_depth_silog_after"):
+        assert np.isfinite(first[key]) and first[key] > 0, key
+    # depth is judged (and taught) against the odometry's map points too
+    assert first["criterion"] == "photometric+silog"
+    assert (out / "odometry" / "map_points.npz").is_file()
     for kind in ("depth", "pose"):
         model = OnnxModel(out / f"{kind}.onnx", kind, providers=["CPUExecutionProvider"])
         assert (model.spec.input_height, model.spec.input_width) == (96, 128)
@@ -68,3 +73,19 @@ def test_adapt_writes_contract_models_and_resumes(recording, tmp_path, capsys, m
     # another adaptation in the same folder is refused, naming why
     assert main(args + ["--holdout", "0.3"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_adapt_without_a_map_is_photometric_only(tmp_path, capsys, monkeypatch):
+    """A walk too slow at 160x120 for the odometry to triangulate anything: the adaptation
+    says so and is judged by the photometric loss alone."""
+    from vode_ros.datasets import generate_sequence
+    monkeypatch.chdir(REPO)
+    rec = generate_sequence(tmp_path / "slow", scene="room", trajectory="handheld",
+                            n_frames=36, width=160, height=120, seed=4)
+    assert main(["adapt", str(rec), "--out", str(tmp_path / "fit"), "--threads", "1",
+                 "--quiet", "--steps", "1"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "photometric loss alone" in captured.err
+    assert report["criterion"] == "photometric"
+    assert report["heldout_map_depth_silog_before"] is None

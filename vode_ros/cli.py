@@ -436,6 +436,9 @@ def _add_adapt(sub):
     p.add_argument("--steps", type=int, default=None, help="at most N training steps")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of training (2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--map-depth-weight", type=float, default=None, metavar="W",
+                   help="weight of the depth loss against the odometry's map points (scale-"
+                   "invariant log loss; default 0.5, 0: photometric loss only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_args(p)
     p.set_defaults(func=_run_adapt)
@@ -447,7 +450,7 @@ def _run_adapt(args):
         report = adapt(args.input, args.out, args.minutes, frames=args.frames,
                        holdout=args.holdout, config_file=args.config, overrides=args.set,
                        max_steps=args.steps, threads=args.threads, seed=args.seed,
-                       quiet=args.quiet, say=lambda m: print(m, file=sys.stderr, flush=True))
+                       map_depth_weight=args.map_depth_weight, quiet=args.quiet, say=lambda m: print(m, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print("vode adapt: interrupted; run the same command again to resume",
               file=sys.stderr)

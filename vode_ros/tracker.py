@@ -205,6 +205,20 @@ class GeometricPose(MapScale):
             if self.scale_source == "depth":
                 self._lift_with_depth(cur, vc)
 
+    def map_points(self, stamp_ns: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
+        """The map points the frame ``stamp_ns`` sees, if it is the frame tracked last: (their
+        pixels in the tracker's working image (N, 2), their depths along the optical axis in
+        the map's unit (N,), the working image's (width, height)); None otherwise."""
+        v = self.last
+        if v is None or v.world is None or self.last_stamp != stamp_ns:
+            return None
+        tr = self.tracks
+        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
+        Xc = transform_points(invert(v.world), tr.Xw[mapped])
+        front = np.isfinite(Xc).all(1) & (Xc[:, 2] > 0)
+        return (tr.px[mapped[front]].astype(np.float64), Xc[front, 2],
+                (v.grey.shape[1], v.grey.shape[0]))
+
     def map_speed(self) -> float | None:
         """Median of the recent geometric speeds (map units per second), None before any."""
         return float(np.median(self.speeds)) if self.speeds else None

@@ -1,17 +1,21 @@
 """`vode adapt`: fit the depth and pose networks to one recording of the user's, without labels.
 
 1. **Odometry.** The offline runner (`vode process`, the configured pipeline with the starting
-   models) writes ``DIR/odometry/trajectory.txt``: the camera's poses from geometry.
+   models) writes ``DIR/odometry/trajectory.txt``, the camera's poses from geometry, and
+   ``DIR/odometry/map_points.npz``, the triangulated map points each frame sees.
 2. **Split.** The selected frames' first ``1 - holdout`` part is trained on; the rest (the last
    20 % by default) is held out: its photometric loss judges every candidate.
 3. **Fine-tuning** (:class:`AdaptTrainer`, `vode train`'s loop with a deadline), starting from
    the starting models' ONNX weights (:mod:`vode_ros.learn.onnx_weights`): the depth network by
    the photometric loss of triplets warped with the odometry's relative poses (translation
    times a learned scale; the recipe of the shipped third stage), the pose network taught
-   those relative poses (``train.pose_distill``). No ground truth is read (not even for
-   reporting).
-4. **Acceptance.** The held-out photometric loss before (the starting models) and after (the
-   best evaluation, ``best.pt``). Only a lower held-out loss and models that pass every export
+   those relative poses (``train.pose_distill``); and the depth network against the map points
+   by the scale-invariant log loss (``map_depth_weight`` times SILog with lambda 1: the
+   variance of the log ratio, TrianFlow's idea of depth taught by triangulation; 0 turns it
+   off). No ground truth is read (not even for reporting).
+4. **Acceptance.** The held-out loss before (the starting models) and after (the best
+   evaluation, ``best.pt``): the photometric loss, plus ``map_depth_weight`` times the SILog
+   against the held-out frames' map points. Only a lower held-out loss and models that pass every export
    check (ONNX Runtime against PyTorch, the contract read back by ``OnnxModel``) are exported;
    otherwise ``DIR/depth.onnx`` is a copy of the starting model and the command says why. The
    pose model is accepted on its own: only where its held-out fit to the odometry's poses got
@@ -36,6 +40,7 @@ from vode_ros.errors import VodeError
 from vode_ros.files import atomic_write
 from vode_ros.learn.checkpoint import read_checkpoint
 from vode_ros.learn.trainer import Trainer
+from vode_ros.offline.map_points import FILE_NAME as MAP_POINTS
 from vode_ros.progress import progress_bar
 
 DEFAULT_MINUTES = 15.0      # two minutes of 30 frames/s video in under 20 minutes on 2 cores
@@ -43,6 +48,8 @@ HOLDOUT = 0.2
 RESERVE_S = 45.0            # kept back from training for the last evaluation and the export
 EVALUATIONS = 6             # held-out evaluations over the training budget (and one at start)
 STATE = "adapt_state.json"
+MAP_DEPTH_WEIGHT = 0.5      # the scale-invariant loss against the odometry's map points
+CRITERION = "photometric+silog"   # what judges a candidate where the map points teach depth
 
 
 class AdaptError(VodeError):
@@ -58,6 +65,7 @@ class AdaptSettings:
     depth_model: str = "models/depth.onnx"
     pose_model: str = "models/pose.onnx"
     seed: int = 0
+    map_depth_weight: float = MAP_DEPTH_WEIGHT
 
 
 def split_frames(n: int, frames: str | None, holdout: float, min_val: int = 5) -> tuple[str, str]:
@@ -78,10 +86,15 @@ def split_frames(n: int, frames: str | None, holdout: float, min_val: int = 5) -
 
 
 def training_options(settings: AdaptSettings, out: Path, trajectory: Path, train_frames: str,
-                     val_frames: str, model_config: dict, threads: int, quiet: bool) -> dict:
+                     val_frames: str, model_config: dict, threads: int, quiet: bool,
+                     map_depth: bool | None = None) -> dict:
     """The `vode train` options of the adaptation (the shipped third stage's recipe, plus the
     pose network taught the odometry's relative poses)."""
     src = {"path": settings.input, "poses": str(trajectory)}
+    if map_depth is None:
+        map_depth = float(settings.map_depth_weight) > 0
+    if map_depth:
+        src["map_points"] = str(trajectory.parent / MAP_POINTS)
     model = {k: model_config[k] for k in (
         "variant", "input_height", "input_width", "depth_encoder_widths",
         "depth_encoder_blocks", "depth_decoder_widths", "pose_widths", "pose_blocks", "mean",
@@ -98,10 +111,15 @@ def training_options(settings: AdaptSettings, out: Path, trajectory: Path, train
                   "max_steps": 1_000_000, "ema_decay": 0.995, "smoothness": 1.0e-3,
                   "num_scales": 1, "scale_mode": "native", "pose_distill": 1.0,
                   "num_threads": threads, "device": "auto",
-                  "init_from": [settings.depth_model, settings.pose_model]},
+                  "init_from": [settings.depth_model, settings.pose_model],
+                  # depth against the map points: the variance of the log ratio (their unit
+                  # is the odometry's, so a global factor is not asked for)
+                  "silog": float(settings.map_depth_weight) if map_depth else 0.0,
+                  "silog_lambda": 1.0},
         "log": {"every": 25, "image_every": 0, "checkpoint_minutes": 2.0, "keep_every": 0,
                 "progress": not quiet},
-        "eval": {"every_steps": 0, "at_start": True, "batch_size": 8},
+        "eval": {"every_steps": 0, "at_start": True, "batch_size": 8,
+                 "select_by": CRITERION if map_depth else "photometric"},
     }
 
 
@@ -200,17 +218,34 @@ def _odometry(settings: AdaptSettings, out: Path, cfg, quiet: bool, say) -> Path
     from vode_ros.offline import RunOptions, run
 
     traj = out / "odometry" / "trajectory.txt"
-    if traj.is_file():
+    if traj.is_file() and (traj.parent / MAP_POINTS).is_file():
         say(f"vode adapt: odometry: kept {traj} (from an earlier run)")
         return traj
     t0 = time.time()
     info = run(settings.input, out / "odometry", cfg,
-               RunOptions(frames=settings.frames, save_depth=0, quiet=quiet))
+               RunOptions(frames=settings.frames, save_depth=0, quiet=quiet, map_points=True))
     say(f"vode adapt: odometry: {info['frames_processed']} frames, "
         f"{info['tracking']['lost_frames']} lost, {time.time() - t0:.0f} s -> {traj}")
     if not traj.is_file():
         raise AdaptError(f"the odometry wrote no trajectory to {traj}")
     return traj
+
+
+def _map_covers(path: Path, holdout: float, say, min_frames: int = 3) -> bool:
+    """Whether the odometry's map points cover enough of both the trained and the held-out
+    frames to teach and to judge depth (else the adaptation is photometric only, said)."""
+    from vode_ros.learn.data import MIN_DEPTH_PIXELS
+    from vode_ros.offline.map_points import read_map_points
+
+    counts = [len(z) for _, z in read_map_points(path).values()]
+    k = int(round(len(counts) * (1.0 - holdout)))
+    seen = [sum(c >= MIN_DEPTH_PIXELS for c in part) for part in (counts[:k], counts[k:])]
+    if min(seen) >= min_frames:
+        return True
+    say(f"vode adapt: the odometry's map covers {seen[0]} trained and {seen[1]} held-out "
+        f"frames (at least {min_frames} each are needed); depth is adapted by the "
+        "photometric loss alone")
+    return False
 
 
 def _history_entry(history: list, step: int) -> dict | None:
@@ -219,7 +254,8 @@ def _history_entry(history: list, step: int) -> dict | None:
 
 def adapt(input_path, out_dir, minutes: float | None = None, *, frames: str | None = None,
           holdout: float = HOLDOUT, config_file=None, overrides=(), max_steps: int | None = None,
-          threads: int = 2, seed: int = 0, quiet: bool = False, say=print) -> dict:
+          threads: int = 2, seed: int = 0, map_depth_weight: float | None = None,
+          quiet: bool = False, say=print) -> dict:
     """Adapt the configured depth and pose models (``models.depth``, ``models.pose``) to the
     recording ``input_path`` (anything `vode process` reads); write ``out_dir/depth.onnx``,
     ``pose.onnx`` and ``adapt.json`` (the report, also returned). ``minutes``: the budget of the
@@ -235,8 +271,11 @@ def adapt(input_path, out_dir, minutes: float | None = None, *, frames: str | No
     if budget <= 0:
         raise AdaptError(f"--minutes must be positive, got {minutes}")
     cfg = load_config(config_file, list(overrides))
+    w = MAP_DEPTH_WEIGHT if map_depth_weight is None else float(map_depth_weight)
+    if not w >= 0:
+        raise AdaptError(f"--map-depth-weight must be >= 0, got {map_depth_weight}")
     settings = AdaptSettings(str(input_path), frames, float(holdout), str(cfg.models.depth),
-                             str(cfg.models.pose), int(seed))
+                             str(cfg.models.pose), int(seed), w)
     for path in (settings.depth_model, settings.pose_model):
         if not Path(path).is_file():
             raise AdaptError(f"starting model '{path}' does not exist (models.depth and "
@@ -249,9 +288,11 @@ def adapt(input_path, out_dir, minutes: float | None = None, *, frames: str | No
     n = len(open_sequence(settings.input))
     train_frames, val_frames = split_frames(n, frames, holdout)
     traj = _odometry(settings, out, cfg, quiet, say)
+    map_depth = settings.map_depth_weight > 0 and _map_covers(traj.parent / MAP_POINTS,
+                                                              holdout, say)
     model_config = model_config_of(settings.depth_model)
     options = load_options(training_options(settings, out, traj, train_frames, val_frames,
-                                            model_config, threads, quiet))
+                                            model_config, threads, quiet, map_depth))
     torch.set_num_threads(max(1, int(threads)))
     trainer = AdaptTrainer(options, resume=True, say=say, state_path=state_path,
                            spent_s=float(state.get("train_seconds", 0.0)))
@@ -272,9 +313,13 @@ def adapt(input_path, out_dir, minutes: float | None = None, *, frames: str | No
               "heldout_photometric_after": best and best["photometric"],
               "heldout_pose_fit_before": before and before.get("pose_fit"),
               "heldout_pose_fit_after": best and best.get("pose_fit"),
+              "heldout_map_depth_silog_before": before and before.get("silog"),
+              "heldout_map_depth_silog_after": best and best.get("silog"),
+              "criterion": options.eval.select_by,
               "best_step": best_step, "models": {}}
+    key = options.eval.select_by
     improved = best is not None and before is not None and best_step != 0 and \
-        best["photometric"] < before["photometric"]
+        best[key] < before[key]
     pose_better = improved and (before.get("pose_fit") is None or best.get("pose_fit") is None
                                 or best["pose_fit"] < before["pose_fit"])
     exported = None
@@ -318,6 +363,10 @@ def _tell(report: dict, improved: bool, say) -> None:
         f"(step {report['best_step']} of {report['steps']}, "
         f"{report['train_seconds']:.0f} s of training)" if a is not None and b is not None
         else "vode adapt: held-out photometric loss: not evaluated")
+    sb, sa = report["heldout_map_depth_silog_before"], report["heldout_map_depth_silog_after"]
+    if sb is not None and sa is not None:
+        say(f"vode adapt: held-out depth against the map points (SILog): before {sb:.4f}, "
+            f"after {sa:.4f}")
     pb, pa = report["heldout_pose_fit_before"], report["heldout_pose_fit_after"]
     if pb is not None and pa is not None:
         say(f"vode adapt: held-out pose fit to the odometry: before {pb:.4f}, after {pa:.4f}")

@@ -3,7 +3,8 @@
 A sample is a frame triplet ``(t - s, t, t + s)`` (``s``: the source's stride) resized to the
 network size, with the intrinsics rescaled to match. Only images and intrinsics are read: ground
 truth never reaches training; only synthetic sequences give their exact depth
-(``SourceSpec.depth``) to the supervised losses.
+(``SourceSpec.depth``) to the supervised losses, and a recording its odometry's map points
+(``SourceSpec.map_points``, sparse depth in the odometry's unit).
 
 * Frames are decoded once, resized, and cached in memory as uint8 (a 600-frame sequence at
   192x256 is 88 MB).
@@ -79,6 +80,11 @@ class SourceSpec:
     # exact depth for the supervised losses: only a synthetic sequence's (its folder holds the
     # generator's synth.json); a real recording's depth is ground truth, for evaluation only
     depth: bool = False
+    # the odometry's map points of this recording (``map_points.npz``, as `vode process` writes
+    # with map points on; ``vode_ros.offline.map_points``): sparse depth in the odometry's unit
+    # for the scale-invariant loss (``train.silog`` with ``train.silog_lambda`` 1), geometry the
+    # images themselves give, not ground truth
+    map_points: str | None = None
 
     @classmethod
     def from_any(cls, item) -> "SourceSpec":
@@ -91,6 +97,21 @@ class SourceSpec:
             raise ValueError(f"unknown data source keys {sorted(unknown)}; known: "
                              f"{sorted(cls.__dataclass_fields__)}")
         return cls(**item)
+
+
+def sparse_depth(points, src_w: int, src_h: int, width: int, height: int) -> np.ndarray:
+    """A depth image ``[height, width]`` float16 (0: none) of map points ``(px, depth)`` given in
+    a ``src_w`` x ``src_h`` image (each at its nearest pixel; the nearest point where two meet)."""
+    out = np.zeros((height, width), np.float32)
+    if points is None or not len(points[1]):
+        return out.astype(np.float16)
+    px, z = points
+    x = np.rint((px[:, 0] + 0.5) * width / src_w - 0.5).astype(int)
+    y = np.rint((px[:, 1] + 0.5) * height / src_h - 0.5).astype(int)
+    ok = (x >= 0) & (x < width) & (y >= 0) & (y < height) & np.isfinite(z) & (z > 0)
+    order = np.argsort(-z[ok])                    # far first: the nearest is written last
+    out[y[ok][order], x[ok][order]] = z[ok][order]
+    return out.astype(np.float16)
 
 
 def scale_intrinsics(fx, fy, cx, cy, src_w, src_h, dst_w, dst_h):
@@ -132,6 +153,7 @@ def open_spec(spec: SourceSpec):
 
 
 ASPECT_TOLERANCE = 1.1
+MIN_DEPTH_PIXELS = 10      # a sample's depth counts for the supervised losses from this many
 
 
 def cached_size(src_w: int, src_h: int, height: int, width: int) -> tuple[int, int]:
@@ -158,6 +180,13 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
         raise ValueError(f"{spec.path}: depth is read only from synthetic sequences (a folder "
                          "with synth.json, as vode synth writes); a recording's depth is ground "
                          "truth, for evaluation only")
+    if spec.depth and spec.map_points:
+        raise ValueError(f"{spec.path}: a source takes either its exact depth (depth: true) or "
+                         "the odometry's map points (map_points), not both")
+    map_points = None
+    if spec.map_points:
+        from vode_ros.offline.map_points import read_map_points
+        map_points = read_map_points(spec.map_points)
     width, height = cached_size(cam.width, cam.height, height, width)
     depths = []
     fx, fy, cx, cy = scale_intrinsics(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
@@ -186,12 +215,15 @@ def load_sequence(spec: SourceSpec, height: int, width: int, progress: bool = Fa
             d = cv2.resize(np.nan_to_num(d.astype(np.float32), nan=0.0), (width, height),
                            interpolation=cv2.INTER_NEAREST)
             depths.append(d.astype(np.float16))
+        elif map_points is not None:
+            depths.append(sparse_depth(map_points.get(int(f.stamp_ns)), cam.width, cam.height,
+                                       width, height))
     name = spec.name or Path(spec.path).name
     out = CachedSequence(name, np.stack(images), k_matrix(fx, fy, cx, cy), np.stack(thumbs),
                          indices)
     if spec.poses:
         out.poses = trajectory_at(spec.poses, np.asarray(stamps, np.int64), spec.path)
-    if spec.depth:
+    if spec.depth or map_points is not None:
         out.depth = np.stack(depths)
     if parallax_greys:
         out.greys = np.stack(greys)
@@ -423,7 +455,7 @@ class TripletDataset:
         for k, spec in enumerate(self.specs):
             by_parallax = bool(min_parallax_px > 0 and spec.max_stride)
             key = (spec.path, spec.frames, spec.stream, self.height, self.width, by_parallax,
-                   bool(spec.depth))
+                   bool(spec.depth), spec.map_points)
             if key not in cache:
                 cache[key] = load_sequence(spec, self.height, self.width, progress, by_parallax)
             seq = cache[key]
@@ -518,7 +550,8 @@ class TripletDataset:
                 "depth_gt": torch.from_numpy(np.ascontiguousarray(
                     (depth if depth is not None else np.zeros(frames.shape[1:3], np.float32)
                      )[None])),
-                "has_depth": depth is not None}
+                # a frame the map saw too little of has no depth to teach
+                "has_depth": depth is not None and np.count_nonzero(depth) >= MIN_DEPTH_PIXELS}
 
     def batch(self, indices, rngs=None) -> dict:
         samples = [self.sample(i, None if rngs is None else r)

@@ -33,6 +33,7 @@ def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train: 
     scale0 = dataclasses.replace(train, num_scales=1)
     total, n = 0.0, 0
     fit_total, fit_n = 0.0, 0
+    si_total, si_n = 0.0, 0
     for i in range(0, len(dataset), batch_size):
         idx = list(range(i, min(i + batch_size, len(dataset))))
         batch = {k: v.to(device) for k, v in dataset.batch(idx).items()}
@@ -50,9 +51,16 @@ def evaluate(depth_net, pose_net, dataset: TripletDataset, config: dict, train: 
         if "pose_fit" in out:
             k = int(batch["has_pose"].sum())
             fit_total, fit_n = fit_total + float(out["pose_fit"]) * k, fit_n + k
+        if "silog" in out:
+            k = int(batch["has_depth"].sum())
+            si_total, si_n = si_total + float(out["silog"]) * k, si_n + k
     result = {"photometric": total / max(n, 1)}
     if fit_n:
         result["pose_fit"] = fit_total / fit_n
+    if si_n:       # the supervised depth of the held-out frames (map points, synthetic depth)
+        result["silog"] = si_total / si_n
+        result["photometric+silog"] = result["photometric"] + \
+            float(train.silog) * result["silog"]
     if gt_frames:
         result.update(depth_metrics(depth_net, gt_frames, config, device, depth_range))
     depth_net.train(was[0])

@@ -117,7 +117,8 @@ class DataOptions:
                      "frames ('A:B'), stride (source frames t-s, t+s), weight (draws per epoch), "
                      "stream, image_topic, stereo_stream with baseline_m, max_stride, poses (a "
                      "TUM trajectory of the recording's camera: its triplets are warped with "
-                     "those poses). data.train or data.synthetic must list one.")
+                     "those poses), map_points (the odometry's map_points.npz: sparse depth for "
+                     "train.silog). data.train or data.synthetic must list one.")
     val: list = _p([], "Held-out recordings (as data.train), evaluated during training: the "
                    "photometric loss, and depth abs_rel / a1 where they have ground-truth depth. "
                    "Without them no evaluation runs and no best.pt is written.")
@@ -186,8 +187,9 @@ class LearningOptions:
     depth_lr_factor: float = _p(1.0, "The depth network's learning rate over train.lr; 0 freezes "
                                 "it (no gradients, batch-norm statistics kept).", low=0.0)
     silog: float = _p(0.0, "Weight of the scale-invariant log loss (Eigen et al. 2014, "
-                      "vode_ros.learn.losses.silog) on the samples with exact depth (the "
-                      "synthetic sequences), every disparity scale upsampled; 0: off.", low=0.0)
+                      "vode_ros.learn.losses.silog) on the samples with depth (the synthetic "
+                      "sequences' exact depth, a recording's map_points), every disparity scale "
+                      "upsampled; 0: off.", low=0.0)
     silog_lambda: float = _p(1.0, "The SILog loss's lambda: 1 ignores a global factor on the "
                              "predicted depth (relative depth), below 1 also asks for the "
                              "scale.", low=0.0, high=1.0)
@@ -226,8 +228,10 @@ class EvalOptions:
     select_by: str = _p("photometric", "What picks best.pt: the lowest held-out photometric "
                         "loss, or the lowest held-out pose fit ('pose_fit': the pose network "
                         "against the trajectory; needs train.pose_distill > 0 and held-out "
-                        "sources with poses that the training also reads).",
-                        choices=("photometric", "pose_fit"))
+                        "sources with poses that the training also reads; "
+                        "'photometric+silog': the photometric loss plus train.silog times the "
+                        "held-out SILog, for held-out sources with depth or map points).",
+                        choices=("photometric", "pose_fit", "photometric+silog"))
 
 
 @dataclass

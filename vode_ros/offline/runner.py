@@ -33,6 +33,7 @@ class RunOptions:
     overrides: list = field(default_factory=list)
     out_bag: str | None = None           # also write the node's topics into this ROS 2 bag
     wheel_odom: str | None = None        # wheel odometry (TUM file or bag topic): wheel_odom scale
+    map_points: bool = False             # also write map_points.npz (vode_ros.offline.map_points)
 
 
 def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = None,
@@ -66,10 +67,18 @@ def run(input_path: str, out_dir, cfg: VodeConfig, options: RunOptions | None = 
             loop_closure_for(cfg) as lc:
         depth_pngs = DepthPngs(out.path("depth"), opts.save_depth)
         writers = [depth_pngs.add] + ([lambda pos, f, est: bag.add(est, pos)] if bag else [])
+        recorder = None
+        if opts.map_points:
+            from vode_ros.offline.map_points import MapPointsRecorder
+            recorder = MapPointsRecorder(vo)
+            writers.append(recorder.add)
         record = process_sequence(seq, vo, cfg, opts, command=command, input_path=input_path,
                                   started=started, writers=writers,
                                   observers=[truth.add] if truth else [], loop_closure=lc)
         write_trajectories(out, record)
+        if recorder is not None:
+            from vode_ros.offline.map_points import FILE_NAME
+            recorder.save(out.path(FILE_NAME))
         write_json(out.path("timing.json"), timing_report(record))
         info = run_info(record, depth_pngs)
         metrics = None

@@ -28,7 +28,8 @@ class MapScale:
                ) -> tuple[float, str]:
         """Length of the unit two-view translation whose inliers ``idx`` triangulated to ``X0``
         (keyframe frame), and how it was found: the learned depth (scale source 'depth'), the
-        map points shared with the new triangulation, or the scene's median depth."""
+        map points shared with the new triangulation (the depth ratio and the translation fit,
+        by inverse variance: docs/design.md), or the scene's median depth."""
         z = X0[:, 2]
         tr, kf = self.tracks, self.kf
         if self.scale_source == "depth" and kf.depth is not None:
@@ -39,11 +40,13 @@ class MapScale:
         if shared.sum() >= self.cfg.min_shared_points:
             Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
             s_depth = median_scale(Xk[:, 2], z[shared])
-            t = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
-                                           1.0 / K[0, 0])
+            t, cov = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
+                                                1.0 / K[0, 0], covariance=True)
             s_map = float(t @ two.t) if t is not None else float("nan")
             if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
-                return float(np.sqrt(s_depth * s_map)), "shared points"
+                return _combine(s_depth, _log_ratio_sigma(Xk[:, 2], z[shared]), s_map,
+                                float(np.sqrt(max(two.t @ cov @ two.t, 0.0))) / s_map), \
+                    "shared points"
             if np.isfinite(s_depth):
                 return s_depth, "shared points"
         # no map in common: keep the scene's median depth (first map: the learned depth's)
@@ -98,3 +101,24 @@ class MapScale:
         X = X / X[:, 2:3] * d[:, None]
         X[~(np.isfinite(d) & (d > 0))] = np.nan
         tr.Xw[miss] = transform_points(self.kf.world, X)
+
+
+def _log_ratio_sigma(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Standard error of the median log ratio (MAD-based): the depth ratio's uncertainty."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.log(reference / estimate)
+    r = r[np.isfinite(r)]
+    if len(r) < 3:
+        return float("inf")
+    return float(1.4826 * np.median(np.abs(r - np.median(r))) * 1.2533 / np.sqrt(len(r)))
+
+
+def _combine(s_a: float, sig_a: float, s_b: float, sig_b: float) -> float:
+    """Two scale estimates (their relative standard errors) averaged in log scale by inverse
+    variance."""
+    wa = 1.0 / max(sig_a, 1e-6) ** 2
+    wb = 1.0 / max(sig_b, 1e-6) ** 2
+    if not np.isfinite(wa + wb) or wa + wb <= 0:
+        return float(np.sqrt(s_a * s_b))
+    return float(np.exp((wa * np.log(s_a) + wb * np.log(s_b)) / (wa + wb)))
+

@@ -238,14 +238,15 @@ def pnp_pose(X: np.ndarray, px: np.ndarray, K: np.ndarray, threshold_px: float =
 
 
 def translation_given_rotation(R: np.ndarray, X: np.ndarray, x: np.ndarray, huber: float,
-                               iterations: int = 4) -> np.ndarray | None:
+                               iterations: int = 4, covariance: bool = False):
     """Translation ``t`` of ``x ~ R X + t`` for a known rotation, points ``X`` (N, 3) and their
     normalised image coordinates ``x`` (N, 2): linear least squares on ``x × (R X + t) = 0``,
     rows divided by depth so that residuals are image errors, Huber-reweighted (``huber`` in
-    normalised units)."""
+    normalised units). With ``covariance``: ``(t, its 3x3 covariance)`` from the normal
+    equations and the weighted residuals' variance (None, None where it fails)."""
     n = len(X)
     if n < 3:
-        return None
+        return (None, None) if covariance else None
     RX = X @ R.T
     u, v = x[:, 0], x[:, 1]
     A = np.zeros((2 * n, 3))
@@ -261,12 +262,16 @@ def translation_given_rotation(R: np.ndarray, X: np.ndarray, x: np.ndarray, hube
         wr = np.repeat(w / z ** 2, 2)                          # row weights (squared)
         N = A.T @ (A * wr[:, None])
         if abs(np.linalg.det(N)) < 1e-300:
-            return None
+            return (None, None) if covariance else None
         t = np.linalg.solve(N, A.T @ (b * wr))                # weighted normal equations
         z = np.maximum(RX[:, 2] + t[2], 1e-9)
         e = np.linalg.norm((A @ t - b).reshape(n, 2) / z[:, None], axis=1)
         w = np.minimum(1.0, huber / np.maximum(e, 1e-12))
-    return t
+    if not covariance:
+        return t
+    # the residual variance of the last weighted solve, per image coordinate
+    sigma2 = float(np.sum(w * e ** 2)) / max(2 * n - 3, 1)
+    return t, sigma2 * np.linalg.inv(N)
 
 
 def median_scale(reference: np.ndarray, estimate: np.ndarray) -> float:

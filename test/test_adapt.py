@@ -40,7 +40,7 @@ def test_adapt_writes_contract_models_and_resumes(recording, tmp_path, capsys, m
     out = tmp_path / "fit"
     args = [
         "adapt", str(recording), "--out", str(out), "--threads", "1", "--quiet", "--minutes",
-        "5"]
+        "5", "--map-depth-weight", "0.5"]
     assert main(args + ["--steps", "2"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["steps"] == 2 and first["train_frames"] == "0:29:1"
@@ -83,7 +83,7 @@ def test_adapt_without_a_map_is_photometric_only(tmp_path, capsys, monkeypatch):
     rec = generate_sequence(tmp_path / "slow", scene="room", trajectory="handheld",
                             n_frames=36, width=160, height=120, seed=4)
     assert main(["adapt", str(rec), "--out", str(tmp_path / "fit"), "--threads", "1",
-                 "--quiet", "--steps", "1"]) == 0
+                 "--quiet", "--steps", "1", "--map-depth-weight", "0.5"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert "photometric loss alone" in captured.err

@@ -437,8 +437,8 @@ def _add_adapt(sub):
     p.add_argument("--threads", type=int, default=2, help="CPU threads of training (2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--map-depth-weight", type=float, default=None, metavar="W",
-                   help="weight of the depth loss against the odometry's map points (scale-"
-                   "invariant log loss; default 0.5, 0: photometric loss only)")
+                   help="weight of a depth loss against the odometry's map points (scale-"
+                   "invariant log loss; default 0: the photometric loss only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_args(p)
     p.set_defaults(func=_run_adapt)

@@ -10,9 +10,9 @@
    the photometric loss of triplets warped with the odometry's relative poses (translation
    times a learned scale; the recipe of the shipped third stage), the pose network taught
    those relative poses (``train.pose_distill``); and the depth network against the map points
-   by the scale-invariant log loss (``map_depth_weight`` times SILog with lambda 1: the
-   variance of the log ratio, TrianFlow's idea of depth taught by triangulation; 0 turns it
-   off). No ground truth is read (not even for reporting).
+   by the scale-invariant log loss, where ``map_depth_weight`` > 0 (SILog with lambda 1: the
+   variance of the log ratio, TrianFlow's idea of depth taught by triangulation; off by
+   default). No ground truth is read (not even for reporting).
 4. **Acceptance.** The held-out loss before (the starting models) and after (the best
    evaluation, ``best.pt``): the photometric loss, plus ``map_depth_weight`` times the SILog
    against the held-out frames' map points. Only a lower held-out loss and models that pass every export
@@ -48,7 +48,9 @@ HOLDOUT = 0.2
 RESERVE_S = 45.0            # kept back from training for the last evaluation and the export
 EVALUATIONS = 6             # held-out evaluations over the training budget (and one at start)
 STATE = "adapt_state.json"
-MAP_DEPTH_WEIGHT = 0.5      # the scale-invariant loss against the odometry's map points
+# the scale-invariant loss against the odometry's map points: off by default (on 7-Scenes it
+# made the held-out frames' depth worse, docs/results.md "vode adapt")
+MAP_DEPTH_WEIGHT = 0.0
 CRITERION = "photometric+silog"   # what judges a candidate where the map points teach depth
 
 

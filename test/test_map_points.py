@@ -9,7 +9,6 @@ import pytest
 from vode_ros.config_files import load_config
 from vode_ros.datasets import generate_sequence, open_sequence
 from vode_ros.errors import VodeError
-from vode_ros.learn.data import SourceSpec, load_sequence, sparse_depth
 from vode_ros.offline import RunOptions, run
 from vode_ros.offline.map_points import FILE_NAME, read_map_points
 
@@ -50,7 +49,14 @@ def test_map_points_are_the_scenes_depth_up_to_one_scale(walk):
     assert ratios.std() / ratios.mean() < 0.1, ratios
 
 
+def _learn_data():
+    pytest.importorskip("torch")              # training's data module needs torch
+    from vode_ros.learn import data
+    return data
+
+
 def test_sparse_depth_places_points_at_their_pixels():
+    sparse_depth = _learn_data().sparse_depth
     px = np.array([[0.0, 0.0], [319.0, 239.0], [160.0, 120.0], [160.2, 119.9], [-5.0, 3.0]])
     z = np.array([1.0, 2.0, 3.0, 1.5, 9.0])
     img = sparse_depth((px, z), 320, 240, 160, 120)
@@ -62,6 +68,8 @@ def test_sparse_depth_places_points_at_their_pixels():
 
 
 def test_training_reads_map_points_as_sparse_depth(walk, tmp_path):
+    data = _learn_data()
+    SourceSpec, load_sequence = data.SourceSpec, data.load_sequence
     seq_path, path = walk
     cached = load_sequence(SourceSpec(str(seq_path), map_points=str(path)), 96, 128)
     assert cached.depth is not None and cached.depth.shape[1:] == (96, 128)

@@ -59,14 +59,18 @@ def rotation_angle_deg(T: np.ndarray) -> float:
     return float(np.degrees(rotation_angle_rad(T)))
 
 
+def skew(v: np.ndarray) -> np.ndarray:
+    """The 3x3 cross-product matrix of ``v``: ``skew(v) @ x == np.cross(v, x)``."""
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
 def adjoint(T: np.ndarray) -> np.ndarray:
     """6x6 adjoint for (translation, rotation) ordered tangent vectors: maps a perturbation in
     the child frame of T to its parent frame."""
     R, t = T[:3, :3], T[:3, 3]
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
     A = np.zeros((6, 6))
     A[:3, :3] = R
-    A[:3, 3:] = tx @ R
+    A[:3, 3:] = skew(t) @ R
     A[3:, 3:] = R
     return A
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vode_ros.geometry import make_transform, transform_points
+from vode_ros.geometry import make_transform, skew, transform_points
 
 
 def normalise(px: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -323,10 +323,6 @@ def fit_ground_plane(X: np.ndarray, threshold: float = 0.03, iterations: int = 1
     return (height, n) if height > 0 and n[1] >= cos_tilt else None
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-
-
 def refine_pose(T_cur_w: np.ndarray, Xw: np.ndarray, px_map: np.ndarray, T_kf_w: np.ndarray,
                 px_kf: np.ndarray, px_cur: np.ndarray, K: np.ndarray, huber_px: float,
                 epipolar_weight: float = 1.0, max_evaluations: int = 20,
@@ -370,7 +366,7 @@ def refine_pose(T_cur_w: np.ndarray, Xw: np.ndarray, px_map: np.ndarray, T_kf_w:
         n = np.linalg.norm(t_ck)
         if n < 1e-12:
             return np.r_[r_map, np.zeros(len(h0))]
-        F = Kinv.T @ _skew(t_ck / n) @ R_ck @ Kinv
+        F = Kinv.T @ skew(t_ck / n) @ R_ck @ Kinv
         Fx0 = h0 @ F.T
         Ftx1 = h1 @ F
         num = np.sum(h1 * Fx0, 1)
@@ -404,5 +400,3 @@ def refine_pose(T_cur_w: np.ndarray, Xw: np.ndarray, px_map: np.ndarray, T_kf_w:
         x = sol.x
     R, t = pose(x)
     return make_transform(R, t)
-
-

@@ -450,7 +450,8 @@ def _run_adapt(args):
         report = adapt(args.input, args.out, args.minutes, frames=args.frames,
                        holdout=args.holdout, config_file=args.config, overrides=args.set,
                        max_steps=args.steps, threads=args.threads, seed=args.seed,
-                       map_depth_weight=args.map_depth_weight, quiet=args.quiet, say=lambda m: print(m, file=sys.stderr, flush=True))
+                       map_depth_weight=args.map_depth_weight, quiet=args.quiet,
+                       say=lambda m: print(m, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print("vode adapt: interrupted; run the same command again to resume",
               file=sys.stderr)

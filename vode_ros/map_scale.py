@@ -121,4 +121,3 @@ def _combine(s_a: float, sig_a: float, s_b: float, sig_b: float) -> float:
     if not np.isfinite(wa + wb) or wa + wb <= 0:
         return float(np.sqrt(s_a * s_b))
     return float(np.exp((wa * np.log(s_a) + wb * np.log(s_b)) / (wa + wb)))
-

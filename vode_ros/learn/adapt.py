@@ -14,12 +14,12 @@
    variance of the log ratio, TrianFlow's idea of depth taught by triangulation; off by
    default). No ground truth is read (not even for reporting).
 4. **Acceptance.** The held-out loss before (the starting models) and after (the best
-   evaluation, ``best.pt``): the photometric loss, plus ``map_depth_weight`` times the SILog
-   against the held-out frames' map points. Only a lower held-out loss and models that pass every export
-   check (ONNX Runtime against PyTorch, the contract read back by ``OnnxModel``) are exported;
-   otherwise ``DIR/depth.onnx`` is a copy of the starting model and the command says why. The
-   pose model is accepted on its own: only where its held-out fit to the odometry's poses got
-   better.
+   evaluation, ``best.pt``): the photometric loss, plus (with map points) ``map_depth_weight``
+   times the SILog against the held-out frames' map points. Only a lower held-out loss and
+   models that pass every export check (ONNX Runtime against PyTorch, the contract read back by
+   ``OnnxModel``) are exported; otherwise ``DIR/depth.onnx`` is a copy of the starting model
+   and the command says why. The pose model is accepted on its own: only where its held-out fit
+   to the odometry's poses got better.
 
 Resume: ``DIR/adapt_state.json`` records the settings and the training time spent; running
 the same command again skips a finished odometry, continues training from
@@ -89,12 +89,11 @@ def split_frames(n: int, frames: str | None, holdout: float, min_val: int = 5) -
 
 def training_options(settings: AdaptSettings, out: Path, trajectory: Path, train_frames: str,
                      val_frames: str, model_config: dict, threads: int, quiet: bool,
-                     map_depth: bool | None = None) -> dict:
+                     map_depth: bool) -> dict:
     """The `vode train` options of the adaptation (the shipped third stage's recipe, plus the
-    pose network taught the odometry's relative poses)."""
+    pose network taught the odometry's relative poses; with ``map_depth``, the depth network
+    taught the map points too)."""
     src = {"path": settings.input, "poses": str(trajectory)}
-    if map_depth is None:
-        map_depth = float(settings.map_depth_weight) > 0
     if map_depth:
         src["map_points"] = str(trajectory.parent / MAP_POINTS)
     model = {k: model_config[k] for k in (

@@ -37,7 +37,7 @@ from vode_ros.learn.checkpoint import (
     trained_weights,
     unwrap,
 )
-from vode_ros.learn.data import SourceSpec, TripletDataset, sample_rng, trajectory_warning
+from vode_ros.learn.data import TripletDataset, sample_rng, trajectory_warning
 from vode_ros.learn.networks import build_networks, count_parameters, normalize
 from vode_ros.learn.options import LearningOptions, TrainError, TrainOptions, load_options
 from vode_ros.learn.pose_scale import calibrate_pose_scale, pose_scale_groups
@@ -167,8 +167,8 @@ class Trainer:
                             f"{tc.silog}, gradient matching {tc.grad_match})" if supervised and
                             synth else "") +
                            (f" (depth also against the odometry's map points: SILog {tc.silog})"
-                            if supervised and any(SourceSpec.from_any(s).map_points
-                                                  for s in dc.train) else "") +
+                            if supervised and any(s.map_points for s in self.train_set.specs)
+                            else "") +
                            f"; training size {h}x{w}")
 
     def _build_networks(self) -> None:

@@ -20,6 +20,8 @@ REMAPS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info"}
 PARAMS = {"ros.image_qos_reliability": "reliable", "ros.image_qos_depth": 2,
           "ros.output_qos_reliability": "best_effort", "loop_closure.enabled": True,
           "ros.log_throttle_s": 600.0}
+REQUESTED = ("/camera/image_raw", "/camera/camera_info")
+OFFERED = ("/odom", "/map_path", "/loop_closures", "/tf_static", "/tf")
 
 
 def test_defaults_keep_sensor_data_inputs_and_reliable_outputs():
@@ -51,8 +53,9 @@ def graph(tmp_path_factory):
     log = tmp_path_factory.mktemp("qos") / "node.log"
     node = NodeProcess(domain, log, params=PARAMS, remaps=REMAPS)
     peer = Peer(domain)          # publishes the camera best effort; subscribes odom reliable
-    assert peer.wait_for(lambda: _requested(peer, "/camera/image_raw")
-                         and _offered(peer, "/map_path"), 30), node.log()
+    # discovery reports endpoints one by one: wait for every one the tests read
+    assert peer.wait_for(lambda: all(_requested(peer, t) for t in REQUESTED)
+                         and all(_offered(peer, t) for t in OFFERED), 30), node.log()
     yield node, peer
     peer.close()
     node.stop()

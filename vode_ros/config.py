@@ -263,15 +263,17 @@ class PoseConfig:
         0.8, "Lowe's ratio test for ORB matches (best Hamming distance over the second best).",
         low=0.1, high=1.0)
     frame_refinement_evaluations: int = _p(
-        0, "The pose answered for a frame between keyframes refined on its map points' "
-        "reprojection and its tracks' epipolar distance from the keyframe together (robust "
-        "least squares, at most this many cost evaluations; 20 is plenty); the tracker's own "
-        "state keeps the unrefined pose. 0 turns it off (the default: it lowers the per-frame "
-        "jitter of a slow hand-held camera but not the drift, see docs/results.md).",
-        low=0, high=1000)
+        20, "The pose answered for a frame between keyframes refined on its map points' "
+        "reprojection (with pose.frame_refinement_epipolar_weight above 0, and its tracks' "
+        "epipolar distance from the keyframe together): at most this many Levenberg-Marquardt "
+        "iterations (cost evaluations with the epipolar term); the tracker's own state keeps "
+        "the unrefined pose. It halves the per-frame jitter of a slow hand-held camera (see "
+        "docs/results.md); 0 turns it off.", low=0, high=1000)
     frame_refinement_epipolar_weight: float = _p(
-        1.0, "Weight of the epipolar (Sampson) distances against the map points' reprojection "
-        "errors in the frame refinement.", low=0.0, high=1000.0)
+        0.0, "Weight of the epipolar (Sampson) distances against the map points' reprojection "
+        "errors in the frame refinement; 0 (the default) refines on the map points alone with "
+        "OpenCV's solvePnPRefineLM, ten times faster than the joint robust fit.",
+        low=0.0, high=1000.0)
     bundle_adjustment_iterations: int = _p(
         0, "Local bundle adjustment after each keyframe: Levenberg-Marquardt iterations over "
         "the keyframe window's poses and map points (Huber kernel at pose.pnp_threshold_px, "

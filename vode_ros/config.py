@@ -262,6 +262,17 @@ class PoseConfig:
     orb_ratio: float = _p(
         0.8, "Lowe's ratio test for ORB matches (best Hamming distance over the second best).",
         low=0.1, high=1.0)
+    min_inliers_moving: int = _p(
+        15, "Inliers an essential matrix needs where the camera moved (parallax) but neither "
+        "it with pose.min_inliers nor PnP on the map held, before the rotation-only pose, "
+        "which holds the position, answers; 0 (or pose.min_inliers or more) turns this "
+        "second try off.", low=0, high=100000)
+    rotation_check_deg: float = _p(
+        1.0, "An essential matrix whose rotation differs from the motion prior's prediction "
+        "by more than this many degrees and four times the prediction's recent median error "
+        "gives way to PnP on the map where PnP's rotation agrees with the prediction at least "
+        "twice as well (a wrong decomposition on a road); 0 turns the check off.",
+        low=0.0, high=180.0)
     frame_refinement_evaluations: int = _p(
         20, "The pose answered for a frame between keyframes refined on its map points' "
         "reprojection (with pose.frame_refinement_epipolar_weight above 0, and its tracks' "

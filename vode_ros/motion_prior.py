@@ -40,3 +40,15 @@ class MotionPrior:
     def trust_network(self) -> bool:
         net, cv = self.errors["network"], self.errors["constant velocity"]
         return not net or not cv or float(np.median(net)) <= float(np.median(cv))
+
+    def expected(self) -> tuple[np.ndarray, float] | None:
+        """The prediction for the frame being tracked (R_cur_prev) that the tracker trusts,
+        with the median of its recent errors (degrees): the network's while it is trusted and
+        has a record of three or more, else constant velocity's; None if neither has one."""
+        order = ["network", "constant velocity"] if self.trust_network() else \
+            ["constant velocity"]
+        for name in order:
+            R, errors = self.pending.get(name), self.errors[name]
+            if R is not None and len(errors) >= 3:
+                return R, float(np.median(errors))
+        return None

@@ -425,9 +425,10 @@ def _refine_on_map(T_cur_w: np.ndarray, Xw: np.ndarray, px: np.ndarray, K: np.nd
         if keep.sum() < 6:
             return None
         try:
-            rvec, tvec = cv2.solvePnPRefineLM(X[keep], u[keep], K, None, rvec, tvec, crit)
+            got = cv2.solvePnPRefineLM(X[keep], u[keep], K, None, rvec, tvec, crit)
         except cv2.error:
             return None
+        rvec, tvec = np.asarray(got[0], np.float64), np.asarray(got[1], np.float64)
         if not (np.all(np.isfinite(rvec)) and np.all(np.isfinite(tvec))):
             return None
     return make_transform(cv2.Rodrigues(rvec)[0], tvec.ravel())

@@ -21,7 +21,7 @@ from vode_ros.flow import (
     track_lk,
     working_grey,
 )
-from vode_ros.geometry import invert, make_transform, transform_points
+from vode_ros.geometry import invert, make_transform, rotation_angle_deg, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.map_scale import MapScale
 from vode_ros.motion_prior import MotionPrior
@@ -414,6 +414,14 @@ class GeometricPose(MapScale):
             want_e = want_kf = step.parallax_px >= c.init_parallax_px
         if want_e:
             T, outliers = self._essential(sel, step, K)
+            if T is not None and has_map and self._rotation_implausible(T):
+                probe = Step()
+                Tp, out_p = self._pnp(mapped, probe, K)
+                if Tp is not None and self._prior_deviation(Tp) < 0.5 * self._prior_deviation(T):
+                    T, outliers = Tp, out_p
+                    step.method, step.scale_method = probe.method, ""
+                    step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
+                    step.note = "essential matrix's rotation against the motion prior: PnP"
             if T is not None:
                 self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf
@@ -422,7 +430,33 @@ class GeometricPose(MapScale):
             if T is not None:
                 self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf
+        if want_e and has_map and 0 < c.min_inliers_moving < c.min_inliers:
+            # the camera moved, and neither held with the inliers asked for: the essential
+            # matrix on fewer beats the rotation-only pose, which holds the position
+            T, outliers = self._essential(sel, step, K, c.min_inliers_moving)
+            if T is not None:
+                step.note = "essential matrix on few inliers"
+                self._answer = self._refine(T, sel, outliers, K, has_map)
+                return T, outliers, want_kf
         return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
+
+    def _prior_deviation(self, T_w_cur: np.ndarray) -> float:
+        """Degrees between the step's rotation with the frame at ``T_w_cur`` and the motion
+        prior's prediction of it (inf without a prediction)."""
+        pred = self.motion.expected()
+        if pred is None:
+            return float("inf")
+        R_cur_prev = (invert(self.T_w_last) @ T_w_cur)[:3, :3].T
+        return rotation_angle_deg(pred[0].T @ R_cur_prev)
+
+    def _rotation_implausible(self, T_w_cur: np.ndarray) -> bool:
+        """The step's rotation is further from the motion prior's prediction than
+        ``pose.rotation_check_deg`` and four times the prediction's recent median error."""
+        gate = self.cfg.rotation_check_deg
+        pred = self.motion.expected()
+        if gate <= 0 or pred is None:
+            return False
+        return self._prior_deviation(T_w_cur) > max(gate, 4.0 * pred[1])
 
     def _refine(self, T_w_cur: np.ndarray, sel: np.ndarray, outliers: np.ndarray,
                 K: np.ndarray, has_map: bool) -> np.ndarray:
@@ -445,7 +479,8 @@ class GeometricPose(MapScale):
             return T_w_cur
         return invert(T_cur_w)
 
-    def _essential(self, sel: np.ndarray, step: Step, K: np.ndarray
+    def _essential(self, sel: np.ndarray, step: Step, K: np.ndarray,
+                   min_inliers: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         """Essential matrix keyframe -> current on the selected tracks, the translation scaled.
         Returns (T_world_cur, outlier mask over the tracks) or (None, None) when the two views
@@ -453,14 +488,15 @@ class GeometricPose(MapScale):
         c = self.cfg
         two = essential_pose(self.tracks.px_kf[sel], self.tracks.px[sel], K,
                              c.ransac_threshold_px, method=c.essential_method)
-        if two is None or two.n_inliers < max(c.min_inliers, c.min_inlier_ratio * len(sel)):
+        need = c.min_inliers if min_inliers is None else min_inliers
+        if two is None or two.n_inliers < max(need, c.min_inlier_ratio * len(sel)):
             step.note = f"essential matrix: {0 if two is None else two.n_inliers} inliers of " \
                         f"{len(sel)}"
             return None, None
         idx = sel[two.inliers]
         X0 = two.X0           # finite and in front of both cameras (``essential_pose``)
         good = two.angle >= c.min_triangulation_angle_deg
-        if good.sum() < c.min_inliers // 2:
+        if good.sum() < need // 2:
             step.note = f"essential matrix: {int(good.sum())} points triangulate"
             return None, None
         s, how = self._scale(two, idx[good], X0[good], K)

@@ -422,6 +422,7 @@ class GeometricPose(MapScale):
                     step.method, step.scale_method = probe.method, ""
                     step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
                     step.note = "essential matrix's rotation against the motion prior: PnP"
+                    want_kf = False     # a keyframe placed by PnP puts its error in the map
             if T is not None:
                 self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf

@@ -17,7 +17,7 @@ def _turn(deg):
     return Rotation.from_euler("y", deg, degrees=True).as_matrix()
 
 
-def test_expected_is_the_trusted_prediction_with_its_recent_error():
+def test_expected_is_constant_velocity_with_its_recent_error():
     prior = MotionPrior()
     prior.predict(None)
     assert prior.expected() is None                         # nothing to predict from yet
@@ -31,9 +31,14 @@ def test_expected_is_the_trusted_prediction_with_its_recent_error():
     R, err = prior.expected()
     np.testing.assert_allclose(R, _turn(2.3), atol=1e-12)
     assert abs(err - 0.1) < 1e-6                            # its errors: 0.1 degrees each
-    prior.predict(_turn(5.0))          # a network with no record yet is not trusted over it
-    R, _ = prior.expected()
+    for _ in range(5):                 # a network that predicts every step exactly ...
+        prior.predict(_turn(2.3))
+        prior.observe(_turn(2.3), consecutive=True)
+    assert prior.trust_network()
+    prior.predict(_turn(5.0))
+    R, err = prior.expected()          # ... is still not what geometry is checked against
     np.testing.assert_allclose(R, _turn(2.3), atol=1e-12)
+    assert err < 0.1
 
 
 def _ate(shared_data, tmp_path, gate):

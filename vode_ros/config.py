@@ -268,7 +268,7 @@ class PoseConfig:
         "which holds the position, answers; 0 (or pose.min_inliers or more) turns this "
         "second try off.", low=0, high=100000)
     rotation_check_deg: float = _p(
-        1.0, "An essential matrix whose rotation differs from the motion prior's prediction "
+        1.0, "An essential matrix whose rotation differs from constant velocity's prediction "
         "by more than this many degrees and four times the prediction's recent median error "
         "gives way to PnP on the map where PnP's rotation agrees with the prediction at least "
         "twice as well (a wrong decomposition on a road); 0 turns the check off.",

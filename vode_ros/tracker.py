@@ -421,7 +421,7 @@ class GeometricPose(MapScale):
                     T, outliers = Tp, out_p
                     step.method, step.scale_method = probe.method, ""
                     step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
-                    step.note = "essential matrix's rotation against the motion prior: PnP"
+                    step.note = "essential matrix's rotation against constant velocity: PnP"
                     want_kf = False     # a keyframe placed by PnP puts its error in the map
             if T is not None:
                 self._answer = self._refine(T, sel, outliers, K, has_map)
@@ -442,8 +442,8 @@ class GeometricPose(MapScale):
         return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
 
     def _prior_deviation(self, T_w_cur: np.ndarray) -> float:
-        """Degrees between the step's rotation with the frame at ``T_w_cur`` and the motion
-        prior's prediction of it (inf without a prediction)."""
+        """Degrees between the step's rotation with the frame at ``T_w_cur`` and constant
+        velocity's prediction of it (inf without a prediction)."""
         pred = self.motion.expected()
         if pred is None:
             return float("inf")
@@ -451,7 +451,7 @@ class GeometricPose(MapScale):
         return rotation_angle_deg(pred[0].T @ R_cur_prev)
 
     def _rotation_implausible(self, T_w_cur: np.ndarray) -> bool:
-        """The step's rotation is further from the motion prior's prediction than
+        """The step's rotation is further from constant velocity's prediction than
         ``pose.rotation_check_deg`` and four times the prediction's recent median error."""
         gate = self.cfg.rotation_check_deg
         pred = self.motion.expected()

@@ -73,22 +73,46 @@ def stamped_model(tmp_path_factory):
     return d / "stamped.onnx"
 
 
+def _send_sequence(tmp_path, stamped_model, frames, cam):
+    """The node and a peer on a new domain, the sequence sent at 12 Hz: (node, peer, stamps).
+    Fast DDS 2.x (ROS 2 Jazzy) in a pytest process that has made many participants before has
+    been seen never to deliver the peer's images (the node logs the publisher matched and no
+    frame, for good): where the first twelve frames get no odometry back, both start again on
+    another domain, once."""
+    for attempt in range(2):
+        domain = unique_domain_id()
+        node = NodeProcess(domain, tmp_path / f"node{attempt}.log",
+                           params={"models.depth": str(stamped_model), "ros.publish_points": True,
+                                   "ros.diagnostics_period_s": 0.25},
+                           remaps={"image": "/camera/image_raw",
+                                   "camera_info": "/camera/camera_info"})
+        peer = Peer(domain)
+        try:
+            assert peer.wait_matched(30), node.log()
+            stamps: list[int] = []
+            for i, (img, _, _) in enumerate(frames):
+                stamps.append(1_700_000_000 * 10**9 + i * 66_666_667)
+                peer.send(img, cam, stamps[-1])
+                time.sleep(1 / 12)
+                if i == 11 and attempt == 0 and \
+                        not peer.wait_for(lambda p=peer: p.messages("odom"), 10):
+                    break
+            else:
+                return node, peer, stamps
+        except BaseException:
+            peer.close()
+            node.stop()
+            raise
+        log = node.log()
+        peer.close()
+        node.stop()
+    pytest.fail(f"the node received none of the peer's images, twice:\n{log}")
+
+
 def test_foreign_affine_model_gives_depth_in_the_odometry_unit(tmp_path, stamped_model):
     frames, cam = depth_coded_sequence(90)
-    domain = unique_domain_id()
-    node = NodeProcess(domain, tmp_path / "node.log",
-                       params={"models.depth": str(stamped_model), "ros.publish_points": True,
-                               "ros.diagnostics_period_s": 0.25},
-                       remaps={"image": "/camera/image_raw",
-                               "camera_info": "/camera/camera_info"})
-    peer = Peer(domain)
+    node, peer, stamps = _send_sequence(tmp_path, stamped_model, frames, cam)
     try:
-        assert peer.wait_matched(30), node.log()
-        stamps = []
-        for i, (img, _, _) in enumerate(frames):
-            stamps.append(1_700_000_000 * 10**9 + i * 66_666_667)
-            peer.send(img, cam, stamps[-1])
-            time.sleep(1 / 12)
         assert peer.wait_for(lambda: len(peer.messages("depth/points")) >= len(frames) - 5,
                              30), node.log()
         time.sleep(0.3)

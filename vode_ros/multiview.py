@@ -339,6 +339,8 @@ def refine_pose(T_cur_w: np.ndarray, Xw: np.ndarray, px_map: np.ndarray, T_kf_w:
     ``epipolar_weight`` 0 leaves the epipolar term out and refines on the map points alone, by
     OpenCV (``_refine_on_map``).
     Returns the refined ``T_cur_w`` or None where it did not converge to a finite pose."""
+    if epipolar_weight <= 0:      # the map's reprojection alone: OpenCV's Levenberg-Marquardt
+        return _refine_on_map(T_cur_w, Xw, px_map, K, huber_px, max_evaluations)
     from scipy.optimize import least_squares
     from scipy.spatial.transform import Rotation
 
@@ -346,8 +348,6 @@ def refine_pose(T_cur_w: np.ndarray, Xw: np.ndarray, px_map: np.ndarray, T_kf_w:
     Xw = np.asarray(Xw, np.float64)
     u = np.asarray(px_map, np.float64)
     Kinv = np.linalg.inv(K)
-    if epipolar_weight <= 0:      # the map's reprojection alone: OpenCV's Levenberg-Marquardt
-        return _refine_on_map(T_cur_w, Xw, px_map, K, huber_px, max_evaluations)
     h0 = np.c_[np.asarray(px_kf, np.float64), np.ones(len(px_kf))]
     h1 = np.c_[np.asarray(px_cur, np.float64), np.ones(len(px_cur))]
     R_kf, t_kf = T_kf_w[:3, :3], T_kf_w[:3, 3]

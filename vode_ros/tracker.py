@@ -26,6 +26,7 @@ from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.map_scale import MapScale
 from vode_ros.motion_prior import MotionPrior
 from vode_ros.multiview import (
+    TwoView,
     bearings,
     essential_pose,
     pnp_pose,
@@ -412,17 +413,13 @@ class GeometricPose(MapScale):
             want_kf = step.parallax_px >= c.keyframe_parallax_px
         else:                                      # no map yet: the first two-view estimate
             want_e = want_kf = step.parallax_px >= c.init_parallax_px
+        two = essential_pose(self.tracks.px_kf[sel], self.tracks.px[sel], K,
+                             c.ransac_threshold_px, method=c.essential_method) if want_e else None
         if want_e:
-            T, outliers = self._essential(sel, step, K)
-            if T is not None and has_map and self._rotation_implausible(T):
-                probe = Step()
-                Tp, out_p = self._pnp(mapped, probe, K)
-                if Tp is not None and self._prior_deviation(Tp) < 0.5 * self._prior_deviation(T):
-                    T, outliers = Tp, out_p
-                    step.method, step.scale_method = probe.method, ""
-                    step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
-                    step.note = "essential matrix's rotation against constant velocity: PnP"
-                    want_kf = False     # a keyframe placed by PnP puts its error in the map
+            T, outliers = self._essential(two, sel, step, K, c.min_inliers)
+            if T is not None and has_map:
+                T, outliers, replaced = self._check_rotation(T, outliers, mapped, step, K)
+                want_kf = want_kf and not replaced  # a keyframe placed by PnP: error in the map
             if T is not None:
                 self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf
@@ -434,30 +431,40 @@ class GeometricPose(MapScale):
         if want_e and has_map and 0 < c.min_inliers_moving < c.min_inliers:
             # the camera moved, and neither held with the inliers asked for: the essential
             # matrix on fewer beats the rotation-only pose, which holds the position
-            T, outliers = self._essential(sel, step, K, c.min_inliers_moving)
+            T, outliers = self._essential(two, sel, step, K, c.min_inliers_moving)
             if T is not None:
                 step.note = "essential matrix on few inliers"
                 self._answer = self._refine(T, sel, outliers, K, has_map)
                 return T, outliers, want_kf
         return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
 
-    def _prior_deviation(self, T_w_cur: np.ndarray) -> float:
-        """Degrees between the step's rotation with the frame at ``T_w_cur`` and constant
-        velocity's prediction of it (inf without a prediction)."""
-        pred = self.motion.expected()
-        if pred is None:
-            return float("inf")
-        R_cur_prev = (invert(self.T_w_last) @ T_w_cur)[:3, :3].T
-        return rotation_angle_deg(pred[0].T @ R_cur_prev)
-
-    def _rotation_implausible(self, T_w_cur: np.ndarray) -> bool:
-        """The step's rotation is further from constant velocity's prediction than
-        ``pose.rotation_check_deg`` and four times the prediction's recent median error."""
+    def _check_rotation(self, T: np.ndarray, outliers: np.ndarray, mapped: np.ndarray,
+                        step: Step, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """An essential-matrix pose ``T`` whose rotation is further from constant velocity's
+        prediction than ``pose.rotation_check_deg`` and four times the prediction's recent
+        median error gives way to PnP on the map where PnP's rotation is at least twice as
+        close. Returns (T_world_cur, outlier mask, whether PnP replaced it)."""
         gate = self.cfg.rotation_check_deg
         pred = self.motion.expected()
         if gate <= 0 or pred is None:
-            return False
-        return self._prior_deviation(T_w_cur) > max(gate, 4.0 * pred[1])
+            return T, outliers, False
+        deviation = self._deviation_deg(T, pred[0])
+        if deviation <= max(gate, 4.0 * pred[1]):
+            return T, outliers, False
+        probe = Step()
+        Tp, out_p = self._pnp(mapped, probe, K)
+        if Tp is None or self._deviation_deg(Tp, pred[0]) >= 0.5 * deviation:
+            return T, outliers, False
+        step.method, step.scale_method = probe.method, ""
+        step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
+        step.note = "essential matrix's rotation against constant velocity: PnP"
+        return Tp, out_p, True
+
+    def _deviation_deg(self, T_w_cur: np.ndarray, R_pred: np.ndarray) -> float:
+        """Degrees between the step's rotation with the frame at ``T_w_cur`` and the predicted
+        ``R_pred`` (R_cur_prev)."""
+        R_cur_prev = (invert(self.T_w_last) @ T_w_cur)[:3, :3].T
+        return rotation_angle_deg(R_pred.T @ R_cur_prev)
 
     def _refine(self, T_w_cur: np.ndarray, sel: np.ndarray, outliers: np.ndarray,
                 K: np.ndarray, has_map: bool) -> np.ndarray:
@@ -480,16 +487,13 @@ class GeometricPose(MapScale):
             return T_w_cur
         return invert(T_cur_w)
 
-    def _essential(self, sel: np.ndarray, step: Step, K: np.ndarray,
-                   min_inliers: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
-        """Essential matrix keyframe -> current on the selected tracks, the translation scaled.
-        Returns (T_world_cur, outlier mask over the tracks) or (None, None) when the two views
+    def _essential(self, two: TwoView | None, sel: np.ndarray, step: Step, K: np.ndarray,
+                   need: int) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """The pose from the essential matrix ``two`` keyframe -> current on the selected tracks
+        (``essential_pose``, found once per frame), at least ``need`` inliers, the translation
+        scaled. Returns (T_world_cur, outlier mask over the tracks) or (None, None) when the two views
         are degenerate (the reason goes into ``step.note``)."""
         c = self.cfg
-        two = essential_pose(self.tracks.px_kf[sel], self.tracks.px[sel], K,
-                             c.ransac_threshold_px, method=c.essential_method)
-        need = c.min_inliers if min_inliers is None else min_inliers
         if two is None or two.n_inliers < max(need, c.min_inlier_ratio * len(sel)):
             step.note = f"essential matrix: {0 if two is None else two.n_inliers} inliers of " \
                         f"{len(sel)}"

@@ -111,3 +111,28 @@ def test_time_budget_and_too_little_to_adjust():
     assert res is not None and res.time_ms < 400       # stops at the budget (plus one step)
     assert bundle_adjust(Tn[:1], Xn, rn[:, :1], FOCAL) is None
     assert bundle_adjust(Tn, Xn[:5], rn[:5], FOCAL) is None
+
+
+def test_the_tracker_keeps_the_adjusted_points_depths_at_the_newest_keyframe():
+    """After an adjustment the map points are rescaled about the newest keyframe so that their
+    median depth there is what it was (the next keyframe's scale is measured on those depths),
+    while their shape (the adjustment's correction) is kept."""
+    from vode_ros.tracker import GeometricPose
+    T, X, _ = _window(seed=3)
+    T_new = T[-1]
+    # the adjustment moved the points 2 % farther along the newest camera's rays, plus noise
+    c = T_new[:3, 3]
+    rng = np.random.default_rng(0)
+    shape = 0.01 * rng.normal(size=X.shape)
+    after = c + 1.02 * (X - c) + shape
+    kept = GeometricPose._keep_depth_scale(X, after, T_new, T_new)
+    z = lambda P: ((P - c) @ T_new[:3, :3])[:, 2]        # noqa: E731
+    assert abs(np.median(z(kept) / z(X)) - 1.0) < 2e-3
+    assert abs(np.median(z(after) / z(X)) - 1.0) > 1.5e-2     # it did need the correction
+    # a rigid rescaling about the camera: the relative shape of the points is unchanged
+    d_after = np.linalg.norm(after[1:] - after[:-1], axis=1)
+    d_kept = np.linalg.norm(kept[1:] - kept[:-1], axis=1)
+    assert np.allclose(d_kept / d_after, d_kept[0] / d_after[0])
+    # too few points with a depth both times: unchanged
+    few = GeometricPose._keep_depth_scale(X[:5], after[:5], T_new, T_new)
+    assert np.array_equal(few, after[:5])

@@ -51,15 +51,21 @@ def test_adapt_writes_contract_models_and_resumes(recording, tmp_path, capsys, m
     # depth is judged (and taught) against the odometry's map points too
     assert first["criterion"] == "photometric+silog"
     assert (out / "odometry" / "map_points.npz").is_file()
+    shipped = {kind: OnnxModel(REPO / "models" / f"{kind}.onnx", kind,
+                               providers=["CPUExecutionProvider"]).spec for kind in ("depth", "pose")}
+    base = max(int(spec.extra["vode.train_steps"]) for spec in shipped.values())
     for kind in ("depth", "pose"):
         model = OnnxModel(out / f"{kind}.onnx", kind, providers=["CPUExecutionProvider"])
-        assert (model.spec.input_height, model.spec.input_width) == (96, 128)
         assert np.all(np.isfinite(model(model.zeros())))
         adapted = first["models"][kind]["adapted"]
         steps = int(model.spec.extra["vode.train_steps"])
-        # an accepted network counts the shipped steps and the new ones; a rejected one is the
-        # starting model itself
-        assert steps == (6516 + 2 if adapted else 6516), (kind, steps)
+        # an accepted network is exported at the training size (the shipped depth network's)
+        # and counts the shipped steps and the new ones; a rejected one is the starting model
+        start = shipped["depth" if adapted else kind]
+        assert (model.spec.input_height, model.spec.input_width) == \
+            (start.input_height, start.input_width)
+        assert steps == (base + 2 if adapted else int(shipped[kind].extra["vode.train_steps"])), \
+            (kind, steps)
     state = json.loads((out / "adapt_state.json").read_text())
     assert state["step"] == 2 and state["train_seconds"] > 0
     # the same command again continues from the checkpoint (odometry kept, steps counted on)

@@ -43,14 +43,15 @@ def shipped():
 def test_shipped_models_load_into_torch_and_match_onnx_runtime(shipped):
     nets, reports, config = shipped
     assert set(nets) == {"depth", "pose"}
-    assert config["input_height"] == 96 and config["input_width"] == 128
+    # the depth network's size (128x160); the pose network's file is 96x128: both convolutional
+    assert config["input_height"] == 128 and config["input_width"] == 160
     # folded batch norms are matched by order, plain convolutions by their torch names
     assert reports["depth"]["matched_by_name"] > 0 and reports["depth"]["matched_by_order"] > 0
     assert reports["depth"]["not_in_file"] == ["decoder.dispconv.1", "decoder.dispconv.2",
                                                "decoder.dispconv.3"]
     assert reports["pose"]["not_in_file"] == []
-    for kind, channels in (("depth", 3), ("pose", 6)):
-        x = _image(96, 128, channels, seed=11)
+    for kind, channels, (h, w) in (("depth", 3, (128, 160)), ("pose", 6, (96, 128))):
+        x = _image(h, w, channels, seed=11)
         net = nets[kind].eval()
         with torch.no_grad():
             got = (DepthExport(net) if kind == "depth" else net)(torch.from_numpy(x)).numpy()
@@ -125,13 +126,16 @@ def test_training_starts_from_the_shipped_onnx_models(tmp_path):
     assert any("init_from depth from" in m and "pose from" in m for m in messages)
     # the trainer's networks compute what the files compute (evaluation mode)
     for kind, net, channels in (("depth", trainer.depth_net, 3), ("pose", trainer.pose_net, 6)):
-        x = _image(96, 128, channels, seed=5)
+        meta = W.read_metadata(MODELS / f"{kind}.onnx")      # each file at its own input size
+        x = _image(int(meta["vode.input_height"]), int(meta["vode.input_width"]), channels, seed=5)
         net.eval()
         with torch.no_grad():
             got = (DepthExport(net) if kind == "depth" else net)(torch.from_numpy(x)).numpy()
         assert np.max(np.abs(got - _ort(MODELS / f"{kind}.onnx", x))) < 1e-4, kind
         net.train()
-    assert trainer.progress["base_steps"] == 6516
+    # the steps of the longer-trained file (the depth network's)
+    assert trainer.progress["base_steps"] == max(
+        int(W.read_metadata(MODELS / f"{k}.onnx")["vode.train_steps"]) for k in ("depth", "pose"))
     summary = trainer.run()
     assert summary["step"] == 1 and np.isfinite(summary["last_loss"])
     assert "then fine-tuned" in summary["trained_on"]

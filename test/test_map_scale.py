@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vode_ros.map_scale import _combine, _log_ratio_sigma
-from vode_ros.multiview import translation_given_rotation
+from vode_ros.multiview import translation_given_rotation, translation_with_covariance
 
 
 def test_translation_covariance_predicts_its_error():
@@ -19,18 +19,18 @@ def test_translation_covariance_predicts_its_error():
     est, stds = [], []
     for _ in range(200):
         x = x_true + rng.normal(0, 1e-3, x_true.shape)        # about 0.5 px at f = 500
-        t, cov = translation_given_rotation(np.eye(3), X, x, 1e-2, covariance=True)
+        t, cov = translation_with_covariance(np.eye(3), X, x, 1e-2)
         est.append(t)
         stds.append(np.sqrt(np.diag(cov)))
     spread, predicted = np.std(est, axis=0), np.median(stds, axis=0)
     assert np.all(predicted / spread > 1 / 1.5) and np.all(predicted / spread < 1.5), \
         (spread, predicted)
     assert np.allclose(np.mean(est, axis=0), t_true, atol=3 * spread.max())
-    # without the flag the plain translation, as before
+    # the plain translation: the same fit
     t = translation_given_rotation(np.eye(3), X, x_true, 1e-2)
     np.testing.assert_allclose(t, t_true, atol=1e-9)
-    assert translation_given_rotation(np.eye(3), X[:2], x_true[:2], 1e-2,
-                                      covariance=True) == (None, None)
+    assert translation_with_covariance(np.eye(3), X[:2], x_true[:2], 1e-2) == (None, None)
+    assert translation_given_rotation(np.eye(3), X[:2], x_true[:2], 1e-2) is None
 
 
 def test_log_ratio_sigma_is_the_median_standard_error():

@@ -15,7 +15,7 @@ from vode_ros.multiview import (
     fit_ground_plane,
     median_scale,
     normalise,
-    translation_given_rotation,
+    translation_with_covariance,
 )
 from vode_ros.pose import FrameData
 from vode_ros.tracks import View
@@ -40,8 +40,8 @@ class MapScale:
         if shared.sum() >= self.cfg.min_shared_points:
             Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
             s_depth = median_scale(Xk[:, 2], z[shared])
-            t, cov = translation_given_rotation(two.R, Xk, normalise(tr.px[idx[shared]], K),
-                                                1.0 / K[0, 0], covariance=True)
+            t, cov = translation_with_covariance(two.R, Xk, normalise(tr.px[idx[shared]], K),
+                                                 1.0 / K[0, 0])
             s_map = float(t @ two.t) if t is not None else float("nan")
             if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
                 return _combine(s_depth, _log_ratio_sigma(Xk[:, 2], z[shared]), s_map,

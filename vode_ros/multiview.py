@@ -237,16 +237,13 @@ def pnp_pose(X: np.ndarray, px: np.ndarray, K: np.ndarray, threshold_px: float =
     return T, (err < threshold_px) & (Xc[:, 2] > 0)
 
 
-def translation_given_rotation(R: np.ndarray, X: np.ndarray, x: np.ndarray, huber: float,
-                               iterations: int = 4, covariance: bool = False):
-    """Translation ``t`` of ``x ~ R X + t`` for a known rotation, points ``X`` (N, 3) and their
-    normalised image coordinates ``x`` (N, 2): linear least squares on ``x × (R X + t) = 0``,
-    rows divided by depth so that residuals are image errors, Huber-reweighted (``huber`` in
-    normalised units). With ``covariance``: ``(t, its 3x3 covariance)`` from the normal
-    equations and the weighted residuals' variance (None, None where it fails)."""
+def _translation_fit(R: np.ndarray, X: np.ndarray, x: np.ndarray, huber: float,
+                     iterations: int):
+    """The Huber-reweighted fit of ``translation_given_rotation``: (t, normal matrix, weights,
+    image errors), or None where it fails."""
     n = len(X)
     if n < 3:
-        return (None, None) if covariance else None
+        return None
     RX = X @ R.T
     u, v = x[:, 0], x[:, 1]
     A = np.zeros((2 * n, 3))
@@ -257,20 +254,39 @@ def translation_given_rotation(R: np.ndarray, X: np.ndarray, x: np.ndarray, hube
     b[1::2] = v * RX[:, 2] - RX[:, 1]
     z = np.maximum(RX[:, 2], 1e-9)
     w = np.ones(n)
-    t = None
+    t = N = e = None
     for _ in range(iterations):
         wr = np.repeat(w / z ** 2, 2)                          # row weights (squared)
         N = A.T @ (A * wr[:, None])
         if abs(np.linalg.det(N)) < 1e-300:
-            return (None, None) if covariance else None
+            return None
         t = np.linalg.solve(N, A.T @ (b * wr))                # weighted normal equations
         z = np.maximum(RX[:, 2] + t[2], 1e-9)
         e = np.linalg.norm((A @ t - b).reshape(n, 2) / z[:, None], axis=1)
         w = np.minimum(1.0, huber / np.maximum(e, 1e-12))
-    if not covariance:
-        return t
-    # the residual variance of the last weighted solve, per image coordinate
-    sigma2 = float(np.sum(w * e ** 2)) / max(2 * n - 3, 1)
+    return t, N, w, e
+
+
+def translation_given_rotation(R: np.ndarray, X: np.ndarray, x: np.ndarray, huber: float,
+                               iterations: int = 4) -> np.ndarray | None:
+    """Translation ``t`` of ``x ~ R X + t`` for a known rotation, points ``X`` (N, 3) and their
+    normalised image coordinates ``x`` (N, 2): linear least squares on ``x × (R X + t) = 0``,
+    rows divided by depth so that residuals are image errors, Huber-reweighted (``huber`` in
+    normalised units). None where it fails."""
+    fit = _translation_fit(R, X, x, huber, iterations)
+    return None if fit is None else fit[0]
+
+
+def translation_with_covariance(R: np.ndarray, X: np.ndarray, x: np.ndarray, huber: float,
+                                iterations: int = 4
+                                ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """``translation_given_rotation`` and the translation's 3x3 covariance, from the normal
+    equations and the weighted residuals' variance; (None, None) where it fails."""
+    fit = _translation_fit(R, X, x, huber, iterations)
+    if fit is None:
+        return None, None
+    t, N, w, e = fit
+    sigma2 = float(np.sum(w * e ** 2)) / max(2 * len(X) - 3, 1)   # per image coordinate
     return t, sigma2 * np.linalg.inv(N)
 
 

@@ -10,7 +10,6 @@ from collections import deque
 import cv2
 import numpy as np
 
-from vode_ros.bundle_adjustment import bundle_adjust
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.flow import (
     detect_features,
@@ -21,7 +20,7 @@ from vode_ros.flow import (
     track_lk,
     working_grey,
 )
-from vode_ros.geometry import invert, make_transform, rotation_angle_deg, transform_points
+from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.map_scale import MapScale
 from vode_ros.motion_prior import MotionPrior
@@ -31,11 +30,11 @@ from vode_ros.multiview import (
     essential_pose,
     pnp_pose,
     project,
-    refine_pose,
     rotation_parallax,
     triangulate_multiview,
 )
 from vode_ros.pose import FrameData, PoseResult
+from vode_ros.pose_refinement import PoseRefinement
 from vode_ros.scale.ground import GroundScale
 from vode_ros.scale.status import ScaleStatus
 from vode_ros.tracks import GeometryFailure, Keyframe, Step, Tracks, View
@@ -51,7 +50,7 @@ NO_ROTATION = "no motion model fits the tracks"
 TEXTURELESS = "textureless or dark frame"
 
 
-class GeometricPose(MapScale):
+class GeometricPose(MapScale, PoseRefinement):
     """Keyframe-based monocular geometry: a ``PoseBackend``.
 
     It keeps a keyframe, the window of the last keyframes' poses (``win``), features tracked
@@ -438,55 +437,6 @@ class GeometricPose(MapScale):
                 return T, outliers, want_kf
         return self._rotation_pose(R_rot, rot_inl, step), np.zeros(len(self.tracks), bool), False
 
-    def _check_rotation(self, T: np.ndarray, outliers: np.ndarray, mapped: np.ndarray,
-                        step: Step, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """An essential-matrix pose ``T`` whose rotation is further from constant velocity's
-        prediction than ``pose.rotation_check_deg`` and four times the prediction's recent
-        median error gives way to PnP on the map where PnP's rotation is at least twice as
-        close. Returns (T_world_cur, outlier mask, whether PnP replaced it)."""
-        gate = self.cfg.rotation_check_deg
-        pred = self.motion.expected()
-        if gate <= 0 or pred is None:
-            return T, outliers, False
-        deviation = self._deviation_deg(T, pred[0])
-        if deviation <= max(gate, 4.0 * pred[1]):
-            return T, outliers, False
-        probe = Step()
-        Tp, out_p = self._pnp(mapped, probe, K)
-        if Tp is None or self._deviation_deg(Tp, pred[0]) >= 0.5 * deviation:
-            return T, outliers, False
-        step.method, step.scale_method = probe.method, ""
-        step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
-        step.note = "essential matrix's rotation against constant velocity: PnP"
-        return Tp, out_p, True
-
-    def _deviation_deg(self, T_w_cur: np.ndarray, R_pred: np.ndarray) -> float:
-        """Degrees between the step's rotation with the frame at ``T_w_cur`` and the predicted
-        ``R_pred`` (R_cur_prev)."""
-        R_cur_prev = (invert(self.T_w_last) @ T_w_cur)[:3, :3].T
-        return rotation_angle_deg(R_pred.T @ R_cur_prev)
-
-    def _refine(self, T_w_cur: np.ndarray, sel: np.ndarray, outliers: np.ndarray,
-                K: np.ndarray, has_map: bool) -> np.ndarray:
-        """The frame's pose refined on its map points and the epipolar geometry of its tracks
-        from the keyframe together (``multiview.refine_pose``), where it has a map."""
-        c, tr = self.cfg, self.tracks
-        if c.frame_refinement_evaluations <= 0 or not has_map:
-            return T_w_cur
-        keep = sel[~outliers[sel]]
-        mapped = keep[np.isfinite(tr.Xw[keep, 2])]
-        if len(mapped) < c.min_pnp_points:
-            return T_w_cur
-        t0 = time.perf_counter()
-        T_cur_w = refine_pose(invert(T_w_cur), tr.Xw[mapped], tr.px[mapped],
-                              invert(self.kf.world), tr.px_kf[keep], tr.px[keep], K,
-                              c.pnp_threshold_px, c.frame_refinement_epipolar_weight,
-                              c.frame_refinement_evaluations, 3.0 * c.ransac_threshold_px)
-        self.refine_ms = (time.perf_counter() - t0) * 1e3
-        if T_cur_w is None:
-            return T_w_cur
-        return invert(T_cur_w)
-
     def _essential(self, two: TwoView | None, sel: np.ndarray, step: Step, K: np.ndarray,
                    need: int) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         """The pose from the essential matrix ``two`` keyframe -> current on the selected tracks
@@ -590,55 +540,6 @@ class GeometricPose(MapScale):
         if self.scale_source == "depth":
             self._lift_with_depth(cur, vc)
         return T_w_cur
-
-    def _bundle_adjust(self, K: np.ndarray, T_w_cur: np.ndarray) -> np.ndarray:
-        """Local bundle adjustment of the window (``vode_ros.bundle_adjustment``): keyframe
-        poses and map points refined together, the oldest keyframe and the scale held; map
-        points it finds off their tracks leave the map. Returns the newest keyframe's pose."""
-        c, tr = self.cfg, self.tracks
-        if c.bundle_adjustment_iterations <= 0 or len(self.win) < 2:
-            return T_w_cur
-        m = len(self.win)
-        res = bundle_adjust(np.stack(self.win), tr.Xw, tr.obs[:, :m],
-                            0.5 * (K[0, 0] + K[1, 1]), c.pnp_threshold_px,
-                            c.bundle_adjustment_iterations, c.bundle_adjustment_max_ms,
-                            fixed=self._ba_fixed(m))
-        if res is None:
-            return T_w_cur
-        self.ba_ms = res.time_ms
-        tr.Xw[res.adjusted] = self._keep_depth_scale(tr.Xw[res.adjusted],
-                                                     res.points[res.adjusted], T_w_cur,
-                                                     res.poses[-1])
-        tr.Xw[res.rejected] = np.nan
-        self.win = [T.copy() for T in res.poses]
-        return res.poses[-1].copy()
-
-    @staticmethod
-    def _keep_depth_scale(X_before: np.ndarray, X_after: np.ndarray, T_before: np.ndarray,
-                          T_after: np.ndarray) -> np.ndarray:
-        """The adjusted points rescaled about the newest keyframe so that their depths there
-        keep their median: the next keyframe's scale is measured on these depths, and an
-        adjustment that moves the points ~0.1 % farther each time (KITTI 06) would otherwise
-        pile up into scale drift (6 % over 50 keyframes)."""
-        ok = np.isfinite(X_before[:, 2]) & np.isfinite(X_after[:, 2])
-        if ok.sum() < 10:
-            return X_after
-        zb = transform_points(invert(T_before), X_before[ok])[:, 2]
-        za = transform_points(invert(T_after), X_after[ok])[:, 2]
-        pos = (zb > 0) & (za > 0)
-        if pos.sum() < 10:
-            return X_after
-        f = float(np.exp(np.median(np.log(za[pos] / zb[pos]))))
-        c = T_after[:3, 3]
-        return c + (X_after - c) / f
-
-    def _ba_fixed(self, m: int) -> np.ndarray:
-        """The keyframes the adjustment holds: the oldest (the gauge), and the newest unless
-        ``pose.bundle_adjustment_moves_newest``."""
-        fixed = np.arange(m) == 0
-        if not self.cfg.bundle_adjustment_moves_newest and m > 2:
-            fixed[-1] = True
-        return fixed
 
     def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:
         """Map points of the tracks from every keyframe of the window that saw them (the newest

@@ -298,3 +298,35 @@ def test_metric_scale_needs_both_models_metric(tmp_path, depth_scale, pose_scale
     assert backend.name == "network" and backend.model is p
     assert backend.metric is (expected == "metric")
     assert VisualOdometry(cfg, depth, backend).scale == expected
+
+
+def test_large_frames_are_shrunk_once_for_both_networks_and_small_ones_not_at_all():
+    """A 1920x1080 frame is halved once (an area average) and both networks' inputs are
+    resampled from the half, close to resampling the full image directly; a 640x480 frame's
+    inputs are exactly the direct ones (the tracker's figures do not move)."""
+    import cv2
+
+    from vode_ros.inference import ModelSpec, to_tensor
+    from vode_ros.pose import FrameData
+
+    def spec(h, w):
+        return ModelSpec("depth", h, w, (0.45,) * 3, (0.225,) * 3, "relative")
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (68, 120, 3), dtype=np.uint8)
+    hd = cv2.resize(coarse, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    cam = Camera(1700.0, 1700.0, 960.0, 540.0, 1920, 1080)
+    frame = FrameData(0, hd, cam)
+    for h, w in ((128, 160), (96, 128)):
+        got = frame.tensor(spec(h, w))
+        direct = to_tensor(hd, spec(h, w))
+        assert got.shape == direct.shape == (1, 3, h, w)
+        # normalised units: 1 / (255 * 0.225) per grey level; within about one level on average
+        assert np.mean(np.abs(got - direct)) * 255 * 0.225 < 1.0
+    shrunk = [k for k in frame.cache if isinstance(k, tuple) and k[0] == "shrunk"]
+    assert shrunk == [("shrunk", 2)] and frame.cache[shrunk[0]].shape == (540, 960, 3)
+    small = cv2.resize(hd, (640, 480), interpolation=cv2.INTER_AREA)
+    f2 = FrameData(0, small, Camera(570.0, 570.0, 320.0, 240.0, 640, 480))
+    for h, w in ((128, 160), (96, 128)):
+        assert np.array_equal(f2.tensor(spec(h, w)), to_tensor(small, spec(h, w)))
+    assert not any(isinstance(k, tuple) and k[0] == "shrunk" for k in f2.cache)

@@ -33,7 +33,25 @@ class FrameData:
         """The model input for ``spec`` (computed once per frame and input format)."""
         key = (spec.input_height, spec.input_width, spec.mean, spec.std)
         if key not in self.cache:
-            self.cache[key] = to_tensor(self.image, spec)
+            self.cache[key] = to_tensor(self.shrunk(spec.input_height, spec.input_width), spec)
+        return self.cache[key]
+
+    def shrunk(self, height: int, width: int) -> np.ndarray:
+        """The image the ``height`` x ``width`` model input is resampled from: the full image,
+        or where it is at least 8 times that size, the full image shrunk by the integer factor
+        that keeps it at least 4 times that size (an area average, made once per frame and
+        factor). A 1920x1080 frame took 5-6 ms to area-resample to each network's input
+        directly, 0.4 ms to halve and 2 ms from the half; images under 8 times the input
+        (640x480, KITTI's 1241x376) are resampled directly, as before."""
+        H, W = self.image.shape[:2]
+        k = max(1, min(H // (4 * height), W // (4 * width)))
+        if k == 1:
+            return self.image
+        key = ("shrunk", k)
+        if key not in self.cache:
+            import cv2
+            self.cache[key] = cv2.resize(self.image, (W // k, H // k),
+                                         interpolation=cv2.INTER_AREA)
         return self.cache[key]
 
 

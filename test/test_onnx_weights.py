@@ -43,14 +43,16 @@ def shipped():
 def test_shipped_models_load_into_torch_and_match_onnx_runtime(shipped):
     nets, reports, config = shipped
     assert set(nets) == {"depth", "pose"}
-    # the depth network's size (128x160); the pose network's file is 96x128: both convolutional
-    assert config["input_height"] == 128 and config["input_width"] == 160
+    # the configuration is the depth network's, at its file's input size
+    meta = {k: W.read_metadata(MODELS / f"{k}.onnx") for k in ("depth", "pose")}
+    size = {k: (int(m["vode.input_height"]), int(m["vode.input_width"])) for k, m in meta.items()}
+    assert (config["input_height"], config["input_width"]) == size["depth"]
     # folded batch norms are matched by order, plain convolutions by their torch names
     assert reports["depth"]["matched_by_name"] > 0 and reports["depth"]["matched_by_order"] > 0
     assert reports["depth"]["not_in_file"] == ["decoder.dispconv.1", "decoder.dispconv.2",
                                                "decoder.dispconv.3"]
     assert reports["pose"]["not_in_file"] == []
-    for kind, channels, (h, w) in (("depth", 3, (128, 160)), ("pose", 6, (96, 128))):
+    for kind, channels, (h, w) in (("depth", 3, size["depth"]), ("pose", 6, size["pose"])):
         x = _image(h, w, channels, seed=11)
         net = nets[kind].eval()
         with torch.no_grad():

@@ -500,7 +500,17 @@ def test_resolution_change_restarts_tracking_at_the_new_size(models, room, backe
         assert all(e.backend.startswith("geometric") for e in ests[20:])
         est, gt = relative([e.camera_pose for e in ests]), relative(poses)
         steps = np.linalg.norm(np.diff(est[:, :3, 3], axis=0), axis=1)
-        assert steps[18] < 1e-12 and steps[20:].max() < 3 * np.median(steps[1:18])
+        typical = np.median(steps[1:17])
+        assert steps[17] < 1e-12                          # the restart frame: the pose held
+        # the map starts again at the new size: geometry places the frames, not the rotation
+        # alone (which holds the position); the first placed frame catches up the motion
+        # since the restart, and the steps after it are steady again
+        placed = [i for i, e in enumerate(ests) if i > 18 and
+                  e.backend.endswith(("(essential)", "(pnp)"))]
+        assert placed and placed[0] <= 30, [e.backend for e in ests[18:]]
+        first = placed[0]
+        assert steps[first - 1] < 3 * typical * (first - 17)
+        assert steps[first:].max() < 3 * typical and steps[first:].min() > typical / 3
         assert rotation_errors_deg(est, gt).max() < 1.0
 
 

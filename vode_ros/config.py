@@ -210,7 +210,8 @@ class PoseConfig:
         "window, newest keyframe included).", low=2, high=50)
     redetect_fraction: float = _p(
         0.5, "A keyframe is also made (features topped up) when fewer than this fraction of "
-        "flow.max_features tracks survive.", low=0.0, high=1.0)
+        "flow.max_features tracks survive (before the map has started, a keyframe that began "
+        "with fewer than that counts its own tracks).", low=0.0, high=1.0)
     min_tracks: int = _p(
         30, "Fewer tracked features than this is a geometric failure (hybrid falls back to "
         "the pose network).", low=5, high=100000)

@@ -105,6 +105,7 @@ class GeometricPose(MapScale, PoseRefinement):
         self.T_w_last = np.eye(4)
         self.win: list[np.ndarray] = []           # keyframe poses of the window, oldest first
         self._set_tracks(np.zeros((0, 2), np.float32))
+        self.kf_tracks = 0                        # tracks the keyframe started with
         self.map_median_depth: float | None = None
         self.speeds: deque[float] = deque(maxlen=10)  # recent geometric speeds (units per s)
         self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
@@ -320,6 +321,7 @@ class GeometricPose(MapScale, PoseRefinement):
             if self.cfg.relocalisation_keyframes > 0:       # the next fast frame matches it
                 self.memory.add(cur.stamp_ns, vc.grey, rec.world, self.tracks.px,
                                 self.tracks.Xw, self.cfg.min_pnp_points)
+        self.kf_tracks = len(self.tracks)
 
     def _needs_restart(self, vp: View, vc: View) -> bool:
         """No keyframe yet, or the previous frame unplaced, or the camera or image size changed."""
@@ -487,8 +489,17 @@ class GeometricPose(MapScale, PoseRefinement):
         return make_transform(self.kf.world[:3, :3] @ R_rot.T, self.T_w_last[:3, 3])
 
     def _keyframe_due(self, want_kf: bool, n_tracks: int) -> bool:
-        """A new keyframe where the parallax asks for one or too few tracks are left."""
-        return want_kf or n_tracks < self.flow.max_features * self.cfg.redetect_fraction
+        """A new keyframe where the parallax asks for one or too few tracks are left: fewer than
+        ``pose.redetect_fraction`` of ``flow.max_features``; but before the map has started,
+        a keyframe that began with fewer than that (a plain scene, a small image) counts its
+        own tracks instead. Counted against ``flow.max_features`` alone such a keyframe made
+        every frame a keyframe, the parallax from the keyframe never grew and the map never
+        started: the position held for good (after a change to a 160x120 image, in a bare
+        room)."""
+        need = self.flow.max_features * self.cfg.redetect_fraction
+        if self.kf_tracks < need and not np.isfinite(self.tracks.Xw[:, 2]).any():
+            need = self.kf_tracks * self.cfg.redetect_fraction   # a keyframe short from the start
+        return want_kf or n_tracks < need
 
     # -- scale -----------------------------------------------------------------------------------
     # -- keyframes and the map -------------------------------------------------------------------
@@ -502,6 +513,7 @@ class GeometricPose(MapScale, PoseRefinement):
                             (view.grey.shape[1], view.grey.shape[0]), frame.depth)
         self.win = [view.world.copy()]
         self._set_tracks(self._detect(view.grey, self.flow.max_features))
+        self.kf_tracks = len(self.tracks)
         if self.scale_source == "depth":
             self._lift_with_depth(frame, view)
         if self.ground is not None:
@@ -539,6 +551,7 @@ class GeometricPose(MapScale, PoseRefinement):
             self._append_tracks(self._detect(vc.grey, missing, existing=self.tracks.px))
         if self.scale_source == "depth":
             self._lift_with_depth(cur, vc)
+        self.kf_tracks = len(self.tracks)
         return T_w_cur
 
     def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:

@@ -514,6 +514,29 @@ def test_resolution_change_restarts_tracking_at_the_new_size(models, room, backe
         assert rotation_errors_deg(est, gt).max() < 1.0
 
 
+def test_a_scene_with_fewer_corners_than_asked_for_still_starts_a_map(tmp_path):
+    """Before the map starts, a keyframe for "too few tracks" counts against the tracks the
+    keyframe started with: counted against ``flow.max_features`` alone, a scene that cannot
+    give that many corners made every frame a keyframe, the parallax from the keyframe never
+    grew, and every frame held its position (rotation only) for good."""
+    from vode_ros.datasets import generate_sequence
+    from vode_ros.evaluation.evaluate import EvalOptions
+    from vode_ros.offline import RunOptions, run
+
+    seq = generate_sequence(tmp_path / "seq", scene="office", trajectory="vehicle",
+                            n_frames=40, seed=23)
+    out = tmp_path / "run"
+    run(str(seq), out,
+        load_config(None, ["models.providers=[CPUExecutionProvider]", "depth.source=network",
+                           "flow.max_features=3000"]),
+        RunOptions(quiet=True), EvalOptions())
+    counts = json.loads((out / "run.json").read_text())["backend_counts"]
+    held = counts.get("geometric (rotation)", 0)
+    placed = counts.get("geometric (essential)", 0) + counts.get("geometric (pnp)", 0)
+    assert held <= 5 and placed >= 30, counts
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["estimate_path_length"] > 0 and m["ate_rmse_m"] < 0.1, m["ate_rmse_m"]
+
 def test_tracker_restarts_itself_when_the_camera_changes_between_two_frames(models, room):
     poses = synth.make_trajectory(room, "straight", 4, seed=1)
     geo = make_vo(models, "geometric").pose_backend

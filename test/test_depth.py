@@ -97,6 +97,43 @@ def test_plane_sweep_is_unknown_without_parallax_or_texture(views):
     assert np.isnan(res.depth).all() and res.confidence.max() == 0
 
 
+def test_plane_sweep_knows_depth_less_well_near_the_epipole_of_forward_motion():
+    """A camera moving straight ahead: pixels near the image centre (the epipole) move little
+    per unit of inverse depth, so their depth is known less well than at the edges; a pixel
+    too near it is unknown rather than guessed. Everything else alike (a textured wall at one
+    depth), only the parallax differs."""
+    rng = np.random.default_rng(3)
+    cam = synth.default_camera(W, H)
+    tex = cv2.GaussianBlur(rng.uniform(0, 255, (H, W)).astype(np.float32), (0, 0), 1.0)
+    z = 4.0
+    T = np.eye(4)
+    T[2, 3] = -0.4                      # the source is 0.4 behind: the reference moved ahead
+    # the source's view of the wall z = 4 of the reference: warp by the plane's homography
+    Hs = plane_homography(cam.K, cam.K, T, 1.0 / z)
+    src = cv2.warpPerspective(tex, Hs, (W, H), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT)
+    res = plane_sweep(tex, cam, [SweepView(src, cam, T)], 1.0, 40.0, FINE)
+    ys, xs = np.mgrid[0:H, 0:W]
+    r = np.hypot(xs - cam.K[0, 2], ys - cam.K[1, 2])
+    centre, edge = r < 15, (r > 55) & (r < 70)
+    known_edge = edge & np.isfinite(res.depth)
+    assert known_edge.mean() > 0.5 * edge.mean()
+    assert np.median(np.abs(res.depth[known_edge] - z) / z) < 0.05
+    sig_centre = res.sigma_log[centre & np.isfinite(res.sigma_log)]
+    sig_edge = res.sigma_log[known_edge]
+    assert sig_centre.size == 0 or np.median(sig_centre) > 2 * np.median(sig_edge)
+    assert np.isfinite(res.depth[r < 3]).sum() == 0          # at the epipole: unknown
+    # in between, the depth is known, less well the nearer the epipole (parallax ~ radius)
+    mid = (r > 25) & (r < 35) & np.isfinite(res.sigma_log)
+    assert mid.sum() > 100
+    assert np.median(res.sigma_log[mid]) > 1.4 * np.median(sig_edge)
+    # the plane spacing alone (no match term) does not see it: the same depth everywhere
+    flat = plane_sweep(tex, cam, [SweepView(src, cam, T)], 1.0, 40.0,
+                       SweepParams(planes=48, match_sigma_px=1e-6, max_sigma_log=10.0))
+    fm, fe = mid & np.isfinite(flat.sigma_log), edge & np.isfinite(flat.sigma_log)
+    assert np.median(flat.sigma_log[fm]) < 1.2 * np.median(flat.sigma_log[fe])
+
+
 def test_plane_sweep_tolerates_an_exposure_change(views):
     ref, cam, sources, gt = views
     brighter = [SweepView(np.clip(v.grey * 1.4 + 20, 0, 255), v.camera, v.T_src_ref)
@@ -120,6 +157,21 @@ def test_scale_fit_is_exact_and_robust():
     net = z / 3.7
     net[:600] *= rng.uniform(0.3, 3.0, 600)          # 30 % of the pixels wrong
     assert fit_scale(net, z) == pytest.approx(3.7, rel=0.02)
+
+
+def test_scale_fit_weighs_the_target_by_its_certainty():
+    """Most target pixels far and loosely known (and biased, as a network that compresses far
+    depth sees them), a minority near and well known: the inverse-variance weighted fit
+    follows the well-known ones; the unweighted median follows the majority."""
+    rng = np.random.default_rng(2)
+    z = rng.uniform(0.5, 8.0, 3000)
+    net = z / 2.0
+    net[:2000] *= 1.8                                 # the far majority: another ratio
+    sigma = np.where(np.arange(3000) < 2000, 0.4, 0.03)
+    assert fit_scale(net, z) == pytest.approx(2.0 / 1.8, rel=0.02)
+    assert fit_scale(net, z, sigma) == pytest.approx(2.0, rel=0.02)
+    al = Alignment(RELATIVE)
+    assert al.update(net, z, sigma) and al.a == pytest.approx(2.0, rel=0.02)
 
 
 def test_affine_inverse_fit_recovers_scale_and_shift():

@@ -134,6 +134,14 @@ class DepthConfig:
         "minimum.", low=0.0, high=2.0)
     max_cost: float = _p(0.5, "A best matching cost (1 - ZNCC) above this is no match.",
                          low=0.0, high=2.0)
+    match_sigma_px: float = _p(
+        0.5, "Standard deviation of a plane-sweep match along its epipolar line (working "
+        "pixels): with the pixel's parallax it sets how well the depth is known (weak near the "
+        "epipole of forward motion and far away), which weighs the pixel in the alignment and "
+        "the fusion.", low=0.01, high=10.0)
+    max_sigma_log: float = _p(
+        0.5, "Multi-view depth known less well than this (standard deviation of log depth) is "
+        "unknown.", low=0.01, high=10.0)
     min_confidence: float = _p(
         0.3, "Multi-view depth with a lower confidence takes no part in alignment or fusion.",
         low=0.0, high=1.0)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vode_ros.robust import weighted_median
+
 RELATIVE, AFFINE, METRIC = "scale", "affine_inverse", "none"
 HUBER_K = 1.345                      # Huber's constant: 95 % efficiency on Gaussian residuals
 IRLS_ITERATIONS = 5
@@ -29,9 +31,15 @@ def alignment_model(output: str, metric: bool) -> str:
     return METRIC if metric else RELATIVE
 
 
-def fit_scale(net: np.ndarray, target: np.ndarray) -> float:
-    """``s`` of ``target ~ s net`` (1-D positive arrays): the median of the ratios."""
-    return float(np.median(target / net))
+def fit_scale(net: np.ndarray, target: np.ndarray, sigma_log: np.ndarray | None = None
+              ) -> float:
+    """``s`` of ``target ~ s net`` (1-D positive arrays): the median of the ratios, weighted by
+    the target's inverse variance where its standard deviation in log depth is given (a far
+    multi-view depth, known only loosely, weighs less than a near one)."""
+    if sigma_log is None:
+        return float(np.median(target / net))
+    w = 1.0 / np.maximum(sigma_log, 1e-3) ** 2
+    return float(np.exp(weighted_median(np.log(target / net), w)))
 
 
 def _mad_sigma(r: np.ndarray) -> float:
@@ -83,19 +91,23 @@ class Alignment:
     def reset(self) -> None:
         self.a, self.b, self.fits = 1.0, 0.0, 0
 
-    def update(self, net: np.ndarray, target: np.ndarray) -> bool:
+    def update(self, net: np.ndarray, target: np.ndarray,
+               sigma_log: np.ndarray | None = None) -> bool:
         """Fit this frame's network depth ``net`` to ``target`` (same shape; NaN where target
-        is unknown) and move the running alignment towards it. The first fit is taken whole.
+        is unknown; ``sigma_log``: the target's standard deviation in log depth, which weighs
+        its pixels) and move the running alignment towards it. The first fit is taken whole.
         Returns whether there were enough pixels to fit."""
         if self.model == METRIC:
             return False
         ok = np.isfinite(net) & np.isfinite(target) & (net > 0) & (target > 0)
+        if sigma_log is not None:
+            ok &= np.isfinite(sigma_log)
         if ok.sum() < self.min_pixels:
             return False
         n, t = net[ok].astype(np.float64), target[ok].astype(np.float64)
         g = 1.0 if self.fits == 0 else self.gain
         if self.model == RELATIVE:
-            s = fit_scale(n, t)
+            s = fit_scale(n, t, None if sigma_log is None else sigma_log[ok].astype(np.float64))
             self.a = float(np.exp((1 - g) * np.log(self.a) + g * np.log(s)))
         else:
             a, b = fit_affine_inverse(n, t)

@@ -49,6 +49,8 @@ class SweepParams:
     min_texture: float = 2.0          # grey-level standard deviation its window needs
     min_uniqueness: float = 0.15      # (second best - best) cost gap a minimum needs
     max_cost: float = 0.5             # a best cost (1 - ZNCC) above this is no match
+    match_sigma_px: float = 0.5       # standard deviation of a match along the epipolar line
+    max_sigma_log: float = 0.5        # a depth less certain than this (log depth) is unknown
 
 
 @dataclass
@@ -215,11 +217,18 @@ def plane_sweep(ref: np.ndarray, camera: Camera, views: list[SweepView], min_dep
     _, texture = _window_stats(ref, params.window)
     # one plane step in log depth: d(log z) = d(rho) / rho
     step_log = np.abs(rho[1] - rho[0]) / inv
-    sigma_log = (step_log / np.sqrt(12.0) + step_log * np.clip(best_cost, 0, 1)).astype(
-        np.float32)
+    plane_sigma = step_log / np.sqrt(12.0) + step_log * np.clip(best_cost, 0, 1)
+    # the match's own error: a pixel moves along its epipolar line by about parallax / (rho
+    # range) pixels per unit of inverse depth (the plane homography is nearly linear in rho
+    # over small motions), so a match off by match_sigma_px is off by that over this in rho;
+    # near the epipole (forward motion) and far away this dominates and the depth is weak
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px_per_rho = parallax / abs(rho[0] - rho[-1])
+        match_sigma = params.match_sigma_px / (px_per_rho * inv)
+    sigma_log = np.sqrt(plane_sigma ** 2 + match_sigma ** 2).astype(np.float32)
     known = ((parallax >= params.min_parallax_px) & (texture >= params.min_texture)
              & (unique >= params.min_uniqueness) & (best_cost <= params.max_cost)
-             & (agree >= 0.5) & np.isfinite(depth))
+             & (agree >= 0.5) & np.isfinite(depth) & (sigma_log <= params.max_sigma_log))
     conf = np.clip(unique / (2.0 * params.min_uniqueness), 0.0, 1.0) * agree \
         * np.clip(1.0 - best_cost / params.max_cost, 0.0, 1.0) ** 0.5
     conf = np.where(known, conf, 0.0).astype(np.float32)

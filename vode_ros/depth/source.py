@@ -99,7 +99,8 @@ class KeyframeDepth:
         self.alignment = Alignment(alignment_model(spec.output, spec.metric and odometry_metric),
                                    cfg.alignment_gain, cfg.min_alignment_pixels)
         self.sweep = SweepParams(cfg.planes, cfg.window | 1, cfg.min_parallax_px,
-                                 cfg.min_texture, cfg.min_uniqueness, cfg.max_cost)
+                                 cfg.min_texture, cfg.min_uniqueness, cfg.max_cost,
+                                 cfg.match_sigma_px, cfg.max_sigma_log)
         self._executor: ThreadPoolExecutor | None = None
         self.keyframes: deque[_DepthKeyframe] = deque()
         self.reset()
@@ -126,7 +127,7 @@ class KeyframeDepth:
         self._collect_sweeps(timings)
         mv = self._multiview_at(cam, pose) if tracked else None
         if mv is not None:
-            self.alignment.update(net, mv.depth)
+            self.alignment.update(net, mv.depth, mv.sigma_log)
         net = self.alignment.apply(net)
         if mv is not None:
             self._update_network_sigma(net, mv.depth)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vode_ros.robust import weighted_median  # noqa: F401  (also this module's API)
 from vode_ros.scale.status import ScaleStatus
 
 SOURCE = "ground"
@@ -174,15 +175,6 @@ def measure_height(align: RoadAlignment, down: np.ndarray, guess: float,
     confidence = float(np.clip((away - c0) / c0 / 0.1, 0.0, 1.0))
     return GroundMeasurement(float(d), n, confidence, int(len(align.x)),
                              (float(pitch), float(roll)))
-
-
-def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The weighted median, interpolated between the middle values (equal weights: the
-    median)."""
-    order = np.argsort(values)
-    v, w = values[order], weights[order]
-    c = np.cumsum(w) - 0.5 * w                 # the centre of each value's weight
-    return float(np.interp(0.5 * w.sum(), c, v))
 
 
 class GroundScale:

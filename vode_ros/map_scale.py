@@ -37,7 +37,8 @@ class MapScale:
             if np.isfinite(s):
                 return s, "depth"
         shared = np.isfinite(tr.Xw[idx, 2])
-        if shared.sum() >= self.cfg.min_shared_points:
+        self.unlinked = shared.sum() < self.cfg.min_shared_points
+        if not self.unlinked:
             Xk = transform_points(invert(kf.world), tr.Xw[idx[shared]])
             s_depth = median_scale(Xk[:, 2], z[shared])
             t, cov = translation_with_covariance(two.R, Xk, normalise(tr.px[idx[shared]], K),

@@ -108,6 +108,7 @@ class GeometricPose(MapScale, PoseRefinement):
         self.kf_tracks = 0                        # tracks the keyframe started with
         self.map_median_depth: float | None = None
         self.speeds: deque[float] = deque(maxlen=10)  # recent geometric speeds (units per s)
+        self.unlinked = False                     # this frame's step shared no map point
         self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
         if self.ground is not None:
             self.ground.reset()
@@ -230,6 +231,7 @@ class GeometricPose(MapScale, PoseRefinement):
         """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
         c = self.cfg
         self._answer, self.refine_ms = None, None
+        self.unlinked = False
         if vc.grey.shape != vp.grey.shape or vc.camera != vp.camera:
             # another camera (a new image size or intrinsics): start again at ``cur``, the
             # pose held (no feature of the old images can be followed into the new ones)
@@ -530,6 +532,14 @@ class GeometricPose(MapScale, PoseRefinement):
     def _new_keyframe(self, cur: FrameData, vc: View, T_w_cur: np.ndarray) -> np.ndarray:
         """``cur`` becomes the keyframe: the window takes it, tracks seen from two keyframes of
         the window or more are triangulated from all of them, features are topped up."""
+        if self.unlinked and len(self.win) > 1:
+            # this step shares no map point with the window: its keyframes' geometry is not
+            # tied to the new one's, so the window starts again at the keyframe
+            tr = self.tracks
+            last = tr.obs[:, len(self.win) - 1:len(self.win)]
+            tr.obs = np.concatenate([last, np.full((len(tr), tr.obs.shape[1] - 1, 3), np.nan)],
+                                    1)
+            self.win = self.win[-1:]
         if len(self.win) >= self.tracks.obs.shape[1]:      # slide: the oldest keyframe leaves
             self.win = self.win[1:]
             self.tracks.slide_window()

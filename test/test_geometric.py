@@ -537,6 +537,7 @@ def test_a_scene_with_fewer_corners_than_asked_for_still_starts_a_map(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["estimate_path_length"] > 0 and m["ate_rmse_m"] < 0.1, m["ate_rmse_m"]
 
+
 def _step_lengths(traj: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Each frame's step length in the estimate over the truth's (TUM rows, same stamps)."""
     d = lambda a: np.linalg.norm(np.diff(a[:, 1:4], axis=0), axis=1)      # noqa: E731

@@ -15,6 +15,7 @@ from vode_ros.geometry import from_xyz_rpy, make_transform
 from vode_ros.inference import OnnxModel
 from vode_ros.odometry import VisualOdometry
 from vode_ros.pipeline import build_pose_backend
+from vode_ros.robust import weighted_median
 from vode_ros.scale import ground as gm
 from vode_ros.scale.wheel import WheelPath, WheelScale, read_wheel_tum
 
@@ -139,7 +140,7 @@ def test_ground_filter_is_a_median_and_holds_without_reliable_measurements():
     f = [g._filter([(np.log(x), 1.0)], i) for i, x in enumerate([1.0, 1.0, 1.3, 1.0, 1.0])]
     assert f[2] == pytest.approx(1.0)                      # one outlier does not move it
     assert g.status.updates == 5 and g.status.last_update_ns == 4
-    assert gm.weighted_median(np.array([0.0, 1.0]), np.ones(2)) == pytest.approx(0.5)
+    assert weighted_median(np.array([0.0, 1.0]), np.ones(2)) == pytest.approx(0.5)
 
 
 # -- synthetic sequences with exact ground truth -------------------------------------------------

@@ -535,10 +535,7 @@ class GeometricPose(MapScale, PoseRefinement):
         if self.unlinked and len(self.win) > 1:
             # this step shares no map point with the window: its keyframes' geometry is not
             # tied to the new one's, so the window starts again at the keyframe
-            tr = self.tracks
-            last = tr.obs[:, len(self.win) - 1:len(self.win)]
-            tr.obs = np.concatenate([last, np.full((len(tr), tr.obs.shape[1] - 1, 3), np.nan)],
-                                    1)
+            self.tracks.slide_window(len(self.win) - 1)
             self.win = self.win[-1:]
         if len(self.win) >= self.tracks.obs.shape[1]:      # slide: the oldest keyframe leaves
             self.win = self.win[1:]

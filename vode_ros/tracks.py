@@ -39,9 +39,9 @@ class Tracks:
         return Tracks(self.px[mask], self.px_kf[mask], self.vel[mask], self.Xw[mask],
                       self.obs[mask])
 
-    def slide_window(self) -> None:
-        """The oldest keyframe leaves the window: its rays go, an empty column comes last."""
-        self.obs = np.concatenate([self.obs[:, 1:], np.full((len(self.obs), 1, 3), np.nan)], 1)
+    def slide_window(self, n: int = 1) -> None:
+        """The ``n`` oldest keyframes leave the window: their rays go, empty columns come last."""
+        self.obs = np.concatenate([self.obs[:, n:], np.full((len(self.obs), n, 3), np.nan)], 1)
 
     def extended(self, more: Tracks) -> Tracks:
         """These tracks followed by ``more``."""

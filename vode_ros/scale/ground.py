@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vode_ros.robust import weighted_median  # noqa: F401  (also this module's API)
+from vode_ros.robust import weighted_median
 from vode_ros.scale.status import ScaleStatus
 
 SOURCE = "ground"

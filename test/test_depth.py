@@ -18,7 +18,14 @@ from vode_ros.depth.alignment import (
     fit_affine_inverse,
     fit_scale,
 )
-from vode_ros.depth.fusion import DepthImage, confidence_from_sigma, fuse, reproject
+from vode_ros.depth.fusion import (
+    DepthImage,
+    confidence_from_sigma,
+    fuse,
+    propagate,
+    propagation_sigma,
+    reproject,
+)
 from vode_ros.depth.plane_sweep import SweepParams, SweepView, plane_homography, plane_sweep
 from vode_ros.depth.source import FusedDepth, KeyframeDepth, working_camera
 from vode_ros.geometry import invert
@@ -151,6 +158,17 @@ def test_alignment_model_follows_the_output_kind():
     assert alignment_model("affine_inverse_depth", metric=False) == AFFINE
 
 
+def test_depth_alignment_can_be_chosen_for_any_model_but_a_metric_one():
+    for choice, model in (("auto", RELATIVE), ("scale", RELATIVE), ("affine_inverse", AFFINE)):
+        src = KeyframeDepth(DepthConfig(alignment=choice), _spec(), False)
+        assert src.alignment.model == model
+    src = KeyframeDepth(DepthConfig(alignment="scale"), _spec("affine_inverse_depth"), False)
+    assert src.alignment.model == RELATIVE
+    metric = KeyframeDepth(DepthConfig(alignment="affine_inverse"), _spec("depth", "metric"),
+                           True)
+    assert metric.alignment.model == METRIC
+
+
 def test_scale_fit_is_exact_and_robust():
     rng = np.random.default_rng(0)
     z = rng.uniform(0.5, 8.0, 2000)
@@ -233,6 +251,32 @@ def test_working_camera_keeps_pixel_centres():
     assert (w.width, w.height) == (160, 120)
     assert (w.cx, w.cy) == (pytest.approx(79.5), pytest.approx(59.5)) and w.fx == 131.25
 
+
+
+def test_spread_depth_is_trusted_as_far_as_it_proves_right_in_the_scene():
+    """Multi-view depth known on 40 % of the pixels: on a smooth slope (a road) the spread
+    depth is right and the measured deviation stays at its floor; on clutter (boxes of random
+    depth, 8 px) it is wrong by about what is measured, and far more than on the slope."""
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    known = rng.random((h, w)) < 0.4
+    slope = np.exp(0.5 + 0.003 * xx).astype(np.float32)
+    boxes = np.exp(rng.uniform(0, 1.5, (h // 8 + 1, w // 8 + 1))).repeat(8, 0).repeat(8, 1)
+    boxes = boxes[:h, :w].astype(np.float32)
+    measured = {}
+    for name, depth in (("slope", slope), ("boxes", boxes)):
+        mv = np.where(known, depth, np.nan).astype(np.float32)
+        measured[name] = propagation_sigma(mv, 32.0, 0.01)
+        spread = propagate(DepthImage(mv, np.full((h, w), 0.01, np.float32)), 32.0,
+                           measured[name])
+        z = np.abs(np.log(spread.depth[~known] / depth[~known])) / spread.sigma_log[~known]
+        if name == "boxes":
+            # the spread pixels' errors over their standard deviation: about one
+            assert 0.5 < 1.4826 * np.median(z) < 2.0
+    assert measured["slope"] == pytest.approx(0.01)
+    assert measured["boxes"] > 10 * measured["slope"]
+    assert propagation_sigma(np.full((h, w), np.nan, np.float32), 32.0, 0.01) is None
 
 # -- the depth sources on a sequence with known poses ----------------------------------------------
 def _spec(output="disparity", scale="relative") -> ModelSpec:

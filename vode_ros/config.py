@@ -154,10 +154,21 @@ class DepthConfig:
         "deviation (fraction of the working width).", low=0.0, high=2.0)
     propagation_sigma_log: float = _p(
         0.1, "Standard deviation (log depth) of spread multi-view depth where all pixels around "
-        "are known; it grows as 1/sqrt of the known fraction.", low=1e-3, high=10.0)
+        "are known; it grows as 1/sqrt of the known fraction. With "
+        "depth.propagation_measured, the least it can be.", low=1e-3, high=10.0)
+    propagation_measured: bool = _p(
+        True, "Measure depth.propagation_sigma_log on every frame (the known multi-view depth "
+        "of a checkerboard's cells spread to the other cells' and compared; moved by "
+        "depth.alignment_gain): spread depth weighs as much as it proves right in this "
+        "scene.")
     min_alignment_pixels: int = _p(
         200, "Confident multi-view pixels a frame needs to align the network's depth; with fewer "
         "the previous alignment holds.", low=3, high=1000000)
+    alignment: str = _p(
+        "auto", "How the network's depth is brought to the multi-view depth: 'auto' (by the "
+        "model's output kind: one scale for relative depth, scale and shift in inverse depth "
+        "for affine_inverse_depth, nothing for metric), 'scale' or 'affine_inverse' (either "
+        "for any non-metric model).", choices=("auto", "scale", "affine_inverse"))
     alignment_gain: float = _p(
         0.3, "Fraction (in log scale) of a frame's own alignment taken into the running "
         "alignment (1: every frame alone; lower: steadier scale).", low=0.01, high=1.0)

@@ -110,6 +110,40 @@ def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def propagation_sigma(multiview: np.ndarray, sigma_px: float, floor: float,
+                      min_pixels: int = 50) -> float | None:
+    """How far spread multi-view depth is off, measured on the frame itself (no ground truth):
+    the image is cut into a checkerboard of cells ``sigma_px`` wide; the known depth of one
+    colour is spread (as ``propagate`` does) to the known pixels of the other, and back. The
+    log errors there, times the square root of their support, have a robust standard deviation
+    (1.4826 times their median absolute value, a bias counting as error) that is
+    ``propagate``'s ``sigma_log`` for this scene: small where the depth varies smoothly (a
+    road), large in clutter. At least ``floor``; None with fewer than ``min_pixels`` known
+    pixels on either side."""
+    known = np.isfinite(multiview)
+    h, w = multiview.shape
+    cell = max(int(round(sigma_px)), 1)
+    yy, xx = np.mgrid[0:h, 0:w]
+    black = ((yy // cell + xx // cell) % 2) == 0
+    log_d = np.where(known, np.log(np.where(known, multiview, 1.0)), 0.0).astype(np.float32)
+    z = []
+    for src in (known & black, known & ~black):
+        dst = known & ~src
+        if src.sum() < min_pixels or dst.sum() < min_pixels:
+            return None
+        wgt = src.astype(np.float32)
+        support = _blur(wgt, sigma_px)
+        ok = dst & (support > 1e-3)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = _blur(log_d * wgt, sigma_px)[ok] / support[ok]
+        z.append((mean - log_d[ok]) * np.sqrt(support[ok]))
+    z = np.concatenate(z)
+    z = z[np.isfinite(z)]
+    if z.size < min_pixels:
+        return None
+    return max(float(1.4826 * np.median(np.abs(z))), floor)
+
+
 def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float) -> DepthImage:
     """Multi-view depth spread to every pixel: known pixels keep their depth and standard
     deviation; elsewhere the Gaussian-weighted (``sigma_px``) mean of the known log depths, with

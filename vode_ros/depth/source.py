@@ -21,13 +21,14 @@ import numpy as np
 
 from vode_ros.camera import Camera
 from vode_ros.config import DepthConfig
-from vode_ros.depth.alignment import Alignment, alignment_model
+from vode_ros.depth.alignment import AFFINE, METRIC, RELATIVE, Alignment, alignment_model
 from vode_ros.depth.fusion import (
     DepthImage,
     confidence_from_sigma,
     fuse,
     network_sigma,
     propagate,
+    propagation_sigma,
     reproject,
 )
 from vode_ros.depth.plane_sweep import SweepParams, SweepView, plane_sweep
@@ -96,8 +97,10 @@ class KeyframeDepth:
     def __init__(self, cfg: DepthConfig, spec: ModelSpec, odometry_metric: bool):
         self.cfg = cfg
         # metric network depth needs no alignment only where the odometry is metric too
-        self.alignment = Alignment(alignment_model(spec.output, spec.metric and odometry_metric),
-                                   cfg.alignment_gain, cfg.min_alignment_pixels)
+        model = alignment_model(spec.output, spec.metric and odometry_metric)
+        if cfg.alignment != "auto" and model != METRIC:
+            model = {"scale": RELATIVE, "affine_inverse": AFFINE}[cfg.alignment]
+        self.alignment = Alignment(model, cfg.alignment_gain, cfg.min_alignment_pixels)
         self.sweep = SweepParams(cfg.planes, cfg.window | 1, cfg.min_parallax_px,
                                  cfg.min_texture, cfg.min_uniqueness, cfg.max_cost,
                                  cfg.match_sigma_px, cfg.max_sigma_log)
@@ -234,12 +237,21 @@ class FusedDepth(KeyframeDepth):
 
     name = "fused"
 
+    def reset(self) -> None:
+        super().reset()
+        self.propagation_sigma = self.cfg.propagation_sigma_log
+
     def _combine(self, aligned: DepthImage, mv: DepthImage | None, cam: Camera) -> DepthImage:
         if mv is None:
             return aligned
-        spread = propagate(mv, self.cfg.propagation_fraction * cam.width,
-                           self.cfg.propagation_sigma_log)
-        return fuse(aligned, spread)
+        width = self.cfg.propagation_fraction * cam.width
+        if self.cfg.propagation_measured:
+            s = propagation_sigma(mv.depth, width, self.cfg.propagation_sigma_log)
+            if s is not None:
+                g = self.cfg.alignment_gain
+                self.propagation_sigma = float(np.exp((1 - g) * np.log(self.propagation_sigma)
+                                                      + g * np.log(s)))
+        return fuse(aligned, propagate(mv, width, self.propagation_sigma))
 
 
 def make_depth_source(cfg: DepthConfig, spec: ModelSpec, odometry_metric: bool) -> DepthSource:

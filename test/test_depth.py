@@ -22,6 +22,7 @@ from vode_ros.depth.fusion import (
     DepthImage,
     confidence_from_sigma,
     fuse,
+    measure_spread,
     propagate,
     propagation_sigma,
     reproject,
@@ -274,9 +275,39 @@ def test_spread_depth_is_trusted_as_far_as_it_proves_right_in_the_scene():
         if name == "boxes":
             # the spread pixels' errors over their standard deviation: about one
             assert 0.5 < 1.4826 * np.median(z) < 2.0
-    assert measured["slope"] == pytest.approx(0.01)
-    assert measured["boxes"] > 10 * measured["slope"]
+    assert measured["slope"] < 0.05
+    assert measured["boxes"] > 5 * measured["slope"]
     assert propagation_sigma(np.full((h, w), np.nan, np.float32), 32.0, 0.01) is None
+
+
+def test_spread_follows_the_network_as_far_as_its_shape_proves_right():
+    """Multi-view depth known on 40 % of a cluttered scene (boxes of random depth). A network
+    right in shape but off by a smooth scale field is followed fully (share 1) and the spread
+    depth is then near exact on the unknown pixels, where spreading the depth as it is fails; a
+    network whose shape is noise on a smooth slope is not followed (share 0)."""
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    known = rng.random((h, w)) < 0.4
+    boxes = np.exp(rng.uniform(0, 1.5, (h // 8 + 1, w // 8 + 1))).repeat(8, 0).repeat(8, 1)
+    boxes = boxes[:h, :w].astype(np.float32)
+    field = np.exp(0.3 * np.sin(xx / 80.0) + 0.2 * yy / h).astype(np.float32)
+    mv = DepthImage(np.where(known, boxes, np.nan).astype(np.float32),
+                    np.full((h, w), 0.01, np.float32))
+    network = boxes * field
+    shape, sigma = measure_spread(mv.depth, network, 32.0, 0.01)
+    assert shape == 1.0 and sigma < 0.03
+    followed = propagate(mv, 32.0, sigma, network, shape).depth
+    as_is = propagate(mv, 32.0, sigma).depth
+    err = {name: np.median(np.abs(np.log(d[~known] / boxes[~known])))
+           for name, d in (("followed", followed), ("as_is", as_is))}
+    assert err["followed"] < 0.02 and err["as_is"] > 0.1
+    slope = np.exp(0.5 + 0.003 * xx).astype(np.float32)
+    noise = np.exp(rng.normal(0, 0.4, (h // 8 + 1, w // 8 + 1))).repeat(8, 0).repeat(8, 1)
+    smooth = np.where(known, slope, np.nan).astype(np.float32)
+    shape, _ = measure_spread(smooth, (slope * noise[:h, :w]).astype(np.float32), 32.0, 0.01)
+    assert shape == 0.0
+    assert measure_spread(np.full((h, w), np.nan, np.float32), network, 32.0, 0.01) is None
 
 # -- the depth sources on a sequence with known poses ----------------------------------------------
 def _spec(output="disparity", scale="relative") -> ModelSpec:

@@ -153,14 +153,20 @@ class DepthConfig:
         0.2, "Multi-view depth spreads to the pixels around it with a Gaussian of this standard "
         "deviation (fraction of the working width).", low=0.0, high=2.0)
     propagation_sigma_log: float = _p(
-        0.1, "Standard deviation (log depth) of spread multi-view depth where all pixels around "
-        "are known; it grows as 1/sqrt of the known fraction. With "
-        "depth.propagation_measured, the least it can be.", low=1e-3, high=10.0)
+        0.02, "Standard deviation (log depth) of spread multi-view depth where all pixels "
+        "around are known; it grows as 1/sqrt of the known fraction. With "
+        "depth.propagation_measured (the default), the least it can be.", low=1e-3, high=10.0)
+    propagation_shape: float = _p(
+        1.0, "Share of the network's shape that spread multi-view depth follows (0: the depth "
+        "spread as it is; 1: the network's depth times the spread ratio of multi-view to "
+        "network depth). With depth.propagation_measured, the value before the first "
+        "measurement.", low=0.0, high=1.0)
     propagation_measured: bool = _p(
-        True, "Measure depth.propagation_sigma_log on every frame (the known multi-view depth "
-        "of a checkerboard's cells spread to the other cells' and compared; moved by "
-        "depth.alignment_gain): spread depth weighs as much as it proves right in this "
-        "scene.")
+        True, "Measure depth.propagation_sigma_log (moved by depth.alignment_gain) and "
+        "depth.propagation_shape (0, 0.25, .., 1: the least wrong) on every frame: the known "
+        "multi-view depth of a checkerboard's cells spread to the other cells' and compared. "
+        "Spread depth weighs as much as it proves right in this scene and follows the network "
+        "as far as the network proves right.")
     min_alignment_pixels: int = _p(
         200, "Confident multi-view pixels a frame needs to align the network's depth; with fewer "
         "the previous alignment holds.", low=3, high=1000000)

@@ -10,9 +10,13 @@ near 1 for multi-view depth with a clear minimum, about 0.3 for the network alon
 Multi-view depth is known only where there is texture and parallax; ``propagate`` spreads it to
 the pixels around (normalised convolution in log depth with a wide Gaussian), its standard
 deviation growing as the support of known pixels thins, so that geometry also speaks for the
-textureless wall beside a textured poster. The network's own standard deviation is measured on
-every frame against the confident multi-view depth (``network_sigma``): a network in a place it
-never saw is weighed down by what it gets wrong.
+textureless wall beside a textured poster. What is spread is the log multi-view depth less a
+share of the network's log depth, added back after: share 1 keeps the network's shape and lets
+geometry correct its scale locally, share 0 spreads the depth as it is. ``measure_spread``
+chooses the share on every frame and measures the spread's deviation, on the frame itself: a
+checkerboard of cells whose known depth is spread to the other cells' known pixels. The
+network's own standard deviation is measured on every frame against the confident multi-view
+depth (``network_sigma``); it stands alone only where no multi-view depth is near.
 
 ``reproject`` carries the keyframe's multi-view depth to a later frame (forward-projected through
 the odometry's relative pose, the nearest surface kept), so frames between keyframes are fused
@@ -110,23 +114,45 @@ def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def propagation_sigma(multiview: np.ndarray, sigma_px: float, floor: float,
-                      min_pixels: int = 50) -> float | None:
-    """How far spread multi-view depth is off, measured on the frame itself (no ground truth):
-    the image is cut into a checkerboard of cells ``sigma_px`` wide; the known depth of one
-    colour is spread (as ``propagate`` does) to the known pixels of the other, and back. The
-    log errors there, times the square root of their support, have a robust standard deviation
-    (1.4826 times their median absolute value, a bias counting as error) that is
-    ``propagate``'s ``sigma_log`` for this scene: small where the depth varies smoothly (a
-    road), large in clutter. At least ``floor``; None with fewer than ``min_pixels`` known
-    pixels on either side."""
+SHAPES = (0.0, 0.25, 0.5, 0.75, 1.0)     # the network shares tried by ``measure_spread``
+
+
+def _spread_log(known: np.ndarray, values: np.ndarray, sigma_px: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised convolution: the Gaussian-weighted mean of ``values`` over the ``known``
+    pixels, and the support (the weighted fraction of known pixels around, 0..1)."""
+    wgt = known.astype(np.float32)
+    support = _blur(wgt, sigma_px)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = _blur(np.where(known, values, 0.0).astype(np.float32) * wgt, sigma_px) / support
+    return mean, support
+
+
+def _logs(multiview: np.ndarray, network: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Pixels where multi-view depth (and the network's, if given) is known, and their log
+    depths (0 elsewhere)."""
     known = np.isfinite(multiview)
+    log_net = None
+    if network is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_net = np.log(network)
+        known &= np.isfinite(log_net)
+        log_net = np.where(known, log_net, 0.0).astype(np.float32)
+    log_mv = np.where(known, np.log(np.where(known, multiview, 1.0)), 0.0).astype(np.float32)
+    return known, log_mv, log_net
+
+
+def _checkerboard_sigmas(multiview: np.ndarray, network: np.ndarray | None, sigma_px: float,
+                         shapes: tuple[float, ...], floor: float, min_pixels: int
+                         ) -> list[float] | None:
+    """``propagation_sigma`` for each network share in ``shapes`` (the spread is linear in the
+    share, so one set of blurs serves them all); None where it cannot be measured."""
+    known, log_mv, log_net = _logs(multiview, network)
     h, w = multiview.shape
-    cell = max(int(round(sigma_px)), 1)
-    yy, xx = np.mgrid[0:h, 0:w]
-    black = ((yy // cell + xx // cell) % 2) == 0
-    log_d = np.where(known, np.log(np.where(known, multiview, 1.0)), 0.0).astype(np.float32)
-    z = []
+    cell = max(int(round(2.0 * sigma_px)), 1)
+    black = ((np.arange(h)[:, None] // cell + np.arange(w)[None, :] // cell) % 2) == 0
+    z = [[] for _ in shapes]
     for src in (known & black, known & ~black):
         dst = known & ~src
         if src.sum() < min_pixels or dst.sum() < min_pixels:
@@ -134,32 +160,76 @@ def propagation_sigma(multiview: np.ndarray, sigma_px: float, floor: float,
         wgt = src.astype(np.float32)
         support = _blur(wgt, sigma_px)
         ok = dst & (support > 1e-3)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = _blur(log_d * wgt, sigma_px)[ok] / support[ok]
-        z.append((mean - log_d[ok]) * np.sqrt(support[ok]))
-    z = np.concatenate(z)
-    z = z[np.isfinite(z)]
-    if z.size < min_pixels:
+        root = np.sqrt(support[ok])
+        mean_mv = _blur(log_mv * wgt, sigma_px)[ok] / support[ok] - log_mv[ok]
+        mean_net = (_blur(log_net * wgt, sigma_px)[ok] / support[ok] - log_net[ok]
+                    if log_net is not None else np.zeros_like(mean_mv))
+        for i, shape in enumerate(shapes):
+            z[i].append((mean_mv - shape * mean_net) * root)
+    out = []
+    for parts in z:
+        e = np.concatenate(parts)
+        e = e[np.isfinite(e)]
+        if e.size < min_pixels:
+            return None
+        out.append(max(float(1.4826 * np.median(np.abs(e))), floor))
+    return out
+
+
+def propagation_sigma(multiview: np.ndarray, sigma_px: float, floor: float,
+                      min_pixels: int = 50, network: np.ndarray | None = None,
+                      shape: float = 0.0) -> float | None:
+    """How far spread multi-view depth is off, measured on the frame itself (no ground truth):
+    the image is cut into a checkerboard of cells twice ``sigma_px`` wide, so that a pixel is
+    mostly told by depth some way off, as the unknown pixels that the spread fills are; the
+    known depth of one colour is spread (as ``propagate`` does, with the same network
+    ``shape``) to the known pixels of the other, and back. The log errors there, times the
+    square root of their support, have a robust standard deviation (1.4826 times their median
+    absolute value, a bias counting as error) that is ``propagate``'s ``sigma_log`` for this
+    scene: small where the depth varies smoothly (a road), large in clutter. At least
+    ``floor``; None with fewer than ``min_pixels`` known pixels on either side."""
+    out = _checkerboard_sigmas(multiview, network if shape != 0.0 else None, sigma_px,
+                               (shape,), floor, min_pixels)
+    return None if out is None else out[0]
+
+
+def measure_spread(multiview: np.ndarray, network: np.ndarray, sigma_px: float, floor: float,
+                   shapes: tuple[float, ...] = SHAPES, min_pixels: int = 50
+                   ) -> tuple[float, float] | None:
+    """The network share of the spread (``propagate``'s ``shape``) that the checkerboard of
+    ``propagation_sigma`` finds least wrong on this frame, and its deviation; None where it
+    cannot be measured. Where the network's shape is right (a street it knows) the share is 1
+    and multi-view depth only corrects its scale locally; where it is wrong (a room it never
+    saw) the multi-view depth is spread more as it is."""
+    sigmas = _checkerboard_sigmas(multiview, network, sigma_px, shapes, floor, min_pixels)
+    if sigmas is None:
         return None
-    return max(float(1.4826 * np.median(np.abs(z))), floor)
+    i = int(np.argmin(sigmas))
+    return shapes[i], sigmas[i]
 
 
-def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float) -> DepthImage:
-    """Multi-view depth spread to every pixel: known pixels keep their depth and standard
-    deviation; elsewhere the Gaussian-weighted (``sigma_px``) mean of the known log depths, with
-    standard deviation ``sigma_log / sqrt(support)`` (support: the weighted fraction of known
-    pixels around, 0..1); unknown where no known pixel is near."""
-    known = np.isfinite(multiview.depth)
+def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float,
+              network: np.ndarray | None = None, shape: float = 0.0) -> DepthImage:
+    """Multi-view depth spread to every pixel it reaches: the Gaussian-weighted (``sigma_px``)
+    mean of the known log depths less ``shape`` (0..1) times the log network depth, with that
+    share of the network's log depth added back (0: the depth spread as it is; 1: the network's
+    depth times the spread ratio, its shape kept), standard deviation ``sigma_log /
+    sqrt(support)`` (support: the weighted fraction of known pixels around, 0..1). It covers the
+    known pixels too (a second estimate there, for ``fuse``); unknown where no known pixel is
+    near."""
+    follow = network is not None and shape != 0.0
+    known, log_mv, log_net = _logs(multiview.depth, network if follow else None)
+    h, w = multiview.depth.shape
     if not known.any():
-        return multiview
-    w = known.astype(np.float32)
-    log_d = np.where(known, np.log(np.where(known, multiview.depth, 1.0)), 0.0).astype(
-        np.float32)
-    support = _blur(w, sigma_px)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = _blur(log_d * w, sigma_px) / support
-        sigma = sigma_log / np.sqrt(support)
+        return DepthImage.unknown(h, w)
+    values = log_mv - shape * log_net if log_net is not None else log_mv
+    mean, support = _spread_log(known, values, sigma_px)
     near = support > 1e-3
-    depth = np.where(known, multiview.depth, np.where(near, np.exp(mean), np.nan))
-    sig = np.where(known, multiview.sigma_log, np.where(near, sigma, np.nan))
+    if follow:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = mean + shape * np.log(network)
+        near &= np.isfinite(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.where(near, np.exp(mean), np.nan)
+        sig = np.where(near, sigma_log / np.sqrt(support), np.nan)
     return DepthImage(depth.astype(np.float32), sig.astype(np.float32))

@@ -26,9 +26,9 @@ from vode_ros.depth.fusion import (
     DepthImage,
     confidence_from_sigma,
     fuse,
+    measure_spread,
     network_sigma,
     propagate,
-    propagation_sigma,
     reproject,
 )
 from vode_ros.depth.plane_sweep import SweepParams, SweepView, plane_sweep
@@ -240,18 +240,28 @@ class FusedDepth(KeyframeDepth):
     def reset(self) -> None:
         super().reset()
         self.propagation_sigma = self.cfg.propagation_sigma_log
+        self.propagation_shape = self.cfg.propagation_shape
+        self.propagation_measures = 0
 
     def _combine(self, aligned: DepthImage, mv: DepthImage | None, cam: Camera) -> DepthImage:
         if mv is None:
             return aligned
         width = self.cfg.propagation_fraction * cam.width
         if self.cfg.propagation_measured:
-            s = propagation_sigma(mv.depth, width, self.cfg.propagation_sigma_log)
-            if s is not None:
-                g = self.cfg.alignment_gain
+            best = measure_spread(mv.depth, aligned.depth, width, self.cfg.propagation_sigma_log)
+            if best is not None:         # the first measurement stands alone
+                g = self.cfg.alignment_gain if self.propagation_measures else 1.0
+                self.propagation_measures += 1
+                self.propagation_shape = best[0]
                 self.propagation_sigma = float(np.exp((1 - g) * np.log(self.propagation_sigma)
-                                                      + g * np.log(s)))
-        return fuse(aligned, propagate(mv, width, self.propagation_sigma))
+                                                      + g * np.log(best[1])))
+        spread = propagate(mv, width, self.propagation_sigma, aligned.depth,
+                           self.propagation_shape)
+        out = fuse(spread, mv)
+        none = ~np.isfinite(out.depth)       # no multi-view depth near: the network alone
+        out.depth[none] = aligned.depth[none]
+        out.sigma_log[none] = aligned.sigma_log[none]
+        return out
 
 
 def make_depth_source(cfg: DepthConfig, spec: ModelSpec, odometry_metric: bool) -> DepthSource:

@@ -167,6 +167,10 @@ class DepthConfig:
         "multi-view depth of a checkerboard's cells spread to the other cells' and compared. "
         "Spread depth weighs as much as it proves right in this scene and follows the network "
         "as far as the network proves right.")
+    outlier_sigmas: float = _p(
+        3.0, "Multi-view depth further than this many standard deviations from what the known "
+        "pixels around it spread there takes no part in the spread or the fusion (0: all "
+        "kept).", low=0.0, high=100.0)
     min_alignment_pixels: int = _p(
         200, "Confident multi-view pixels a frame needs to align the network's depth; with fewer "
         "the previous alignment holds.", low=3, high=1000000)

@@ -209,14 +209,16 @@ def measure_spread(multiview: np.ndarray, network: np.ndarray, sigma_px: float, 
 
 
 def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float,
-              network: np.ndarray | None = None, shape: float = 0.0) -> DepthImage:
+              network: np.ndarray | None = None, shape: float = 0.0,
+              reject: float = 0.0) -> DepthImage:
     """Multi-view depth spread to every pixel it reaches: the Gaussian-weighted (``sigma_px``)
     mean of the known log depths less ``shape`` (0..1) times the log network depth, with that
     share of the network's log depth added back (0: the depth spread as it is; 1: the network's
     depth times the spread ratio, its shape kept), standard deviation ``sigma_log /
     sqrt(support)`` (support: the weighted fraction of known pixels around, 0..1). It covers the
     known pixels too (a second estimate there, for ``fuse``); unknown where no known pixel is
-    near."""
+    near. With ``reject`` > 0 it is computed again without the known pixels further than
+    ``reject`` standard deviations (theirs and the spread's together) from the first spread."""
     follow = network is not None and shape != 0.0
     known, log_mv, log_net = _logs(multiview.depth, network if follow else None)
     h, w = multiview.depth.shape
@@ -224,6 +226,14 @@ def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float,
         return DepthImage.unknown(h, w)
     values = log_mv - shape * log_net if log_net is not None else log_mv
     mean, support = _spread_log(known, values, sigma_px)
+    if reject > 0:        # once more without the known pixels far off what the others say
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread_sigma = sigma_log / np.sqrt(support)
+            limit = reject * np.sqrt(np.nan_to_num(multiview.sigma_log, nan=0.0) ** 2
+                                     + spread_sigma ** 2)
+            keep = known & (np.abs(values - mean) <= limit)
+        if keep.any() and not keep.all():
+            mean, support = _spread_log(keep, values, sigma_px)
     near = support > 1e-3
     if follow:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -255,8 +255,15 @@ class FusedDepth(KeyframeDepth):
                 self.propagation_shape = best[0]
                 self.propagation_sigma = float(np.exp((1 - g) * np.log(self.propagation_sigma)
                                                       + g * np.log(best[1])))
+        reject = self.cfg.outlier_sigmas
         spread = propagate(mv, width, self.propagation_sigma, aligned.depth,
-                           self.propagation_shape)
+                           self.propagation_shape, reject)
+        if reject > 0:                   # multi-view depth far off its neighbours' spread
+            with np.errstate(divide="ignore", invalid="ignore"):
+                off = np.abs(np.log(mv.depth / spread.depth)) > reject * np.sqrt(
+                    mv.sigma_log ** 2 + spread.sigma_log ** 2)
+            mv = DepthImage(np.where(off, np.nan, mv.depth).astype(np.float32),
+                            np.where(off, np.nan, mv.sigma_log).astype(np.float32))
         out = fuse(spread, mv)
         none = ~np.isfinite(out.depth)       # no multi-view depth near: the network alone
         out.depth[none] = aligned.depth[none]

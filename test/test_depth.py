@@ -312,8 +312,9 @@ def test_spread_follows_the_network_as_far_as_its_shape_proves_right():
 
 def test_multiview_outliers_are_left_out_of_the_spread_and_the_fusion():
     """A slope known on 40 % of the pixels, 8 % of them matched wrongly (the depth times 3, as
-    a reflection seen behind a surface): with rejection at 3 sigma the spread on the unknown pixels is right again, and
-    the fused output at the wrong pixels follows the spread, not the outliers."""
+    a reflection seen behind a surface): with rejection at 3 sigma the spread on the unknown
+    pixels is right again, and the fused output at the wrong pixels follows the spread, not the
+    outliers."""
     h, w = 120, 160
     yy, xx = np.mgrid[0:h, 0:w]
     rng = np.random.default_rng(1)

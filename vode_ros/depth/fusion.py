@@ -119,13 +119,21 @@ SHAPES = (0.0, 0.25, 0.5, 0.75, 1.0)     # the network shares tried by ``measure
 
 def _spread_log(known: np.ndarray, values: np.ndarray, sigma_px: float
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised convolution: the Gaussian-weighted mean of ``values`` over the ``known``
-    pixels, and the support (the weighted fraction of known pixels around, 0..1)."""
+    """Normalised convolution: the Gaussian-weighted mean of ``values`` (finite everywhere)
+    over the ``known`` pixels, and the support (the weighted fraction of known pixels around,
+    0..1)."""
     wgt = known.astype(np.float32)
     support = _blur(wgt, sigma_px)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = _blur(np.where(known, values, 0.0).astype(np.float32) * wgt, sigma_px) / support
+        mean = _blur(values * wgt, sigma_px) / support
     return mean, support
+
+
+def deviations(log_diff: np.ndarray, sigma_a: np.ndarray, sigma_b: np.ndarray) -> np.ndarray:
+    """A log-depth difference in standard deviations of its two sides together (NaN where
+    either is unknown): what ``propagate`` and the fusion leave out beyond ``reject``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(log_diff) / np.sqrt(sigma_a ** 2 + sigma_b ** 2)
 
 
 def _logs(multiview: np.ndarray, network: np.ndarray | None
@@ -229,9 +237,8 @@ def propagate(multiview: DepthImage, sigma_px: float, sigma_log: float,
     if reject > 0:        # once more without the known pixels far off what the others say
         with np.errstate(divide="ignore", invalid="ignore"):
             spread_sigma = sigma_log / np.sqrt(support)
-            limit = reject * np.sqrt(np.nan_to_num(multiview.sigma_log, nan=0.0) ** 2
-                                     + spread_sigma ** 2)
-            keep = known & (np.abs(values - mean) <= limit)
+            own_sigma = np.nan_to_num(multiview.sigma_log, nan=0.0)
+            keep = known & (deviations(values - mean, own_sigma, spread_sigma) <= reject)
         if keep.any() and not keep.all():
             mean, support = _spread_log(keep, values, sigma_px)
     near = support > 1e-3

@@ -25,6 +25,7 @@ from vode_ros.depth.alignment import AFFINE, METRIC, RELATIVE, Alignment, alignm
 from vode_ros.depth.fusion import (
     DepthImage,
     confidence_from_sigma,
+    deviations,
     fuse,
     measure_spread,
     network_sigma,
@@ -260,8 +261,8 @@ class FusedDepth(KeyframeDepth):
                            self.propagation_shape, reject)
         if reject > 0:                   # multi-view depth far off its neighbours' spread
             with np.errstate(divide="ignore", invalid="ignore"):
-                off = np.abs(np.log(mv.depth / spread.depth)) > reject * np.sqrt(
-                    mv.sigma_log ** 2 + spread.sigma_log ** 2)
+                off = deviations(np.log(mv.depth / spread.depth), mv.sigma_log,
+                                 spread.sigma_log) > reject
             mv = DepthImage(np.where(off, np.nan, mv.depth).astype(np.float32),
                             np.where(off, np.nan, mv.sigma_log).astype(np.float32))
         out = fuse(spread, mv)

@@ -135,6 +135,30 @@ def test_dense_road_alignment_finds_the_camera_height():
     assert m.height * unit == pytest.approx(height, rel=0.05)
 
 
+class _ParabolicCost:
+    """A road cost that is exactly a parabola in log height with its minimum at ``best``."""
+
+    def __init__(self, best: float):
+        self.best = best
+
+    def costs(self, d, n):
+        return 1.0 + (np.log(np.asarray(d, float) / self.best)) ** 2
+
+
+@pytest.mark.parametrize("offset", [-0.4, -0.1, 0.0, 0.25, 0.45])
+def test_road_height_is_refined_below_the_search_step(offset):
+    """The height search steps 1 % in log; the parabola through the three costs about the best
+    grid height finds a minimum between grid heights (the measurements were quantised to 1 %,
+    which the scale filter's median then turned into jumps of 1-2 % on KITTI 06)."""
+    best = 1.65 * np.exp(offset * gm.FINE_LOG_STEP)
+    d = gm._parabolic_minimum(_ParabolicCost(best), 1.65, np.array([0.0, 1.0, 0.0]),
+                              gm.FINE_LOG_STEP)
+    assert d == pytest.approx(best, rel=1e-9)
+    # not bracketed (a cost rising to one side only): the grid height is kept
+    flat = type("Flat", (), {"costs": lambda self, d, n: np.array([1.0, 1.0, 1.0])})()
+    assert gm._parabolic_minimum(flat, 1.65, np.zeros(3), gm.FINE_LOG_STEP) == 1.65
+
+
 def test_ground_filter_is_a_median_and_holds_without_reliable_measurements():
     g = gm.GroundScale(1.5, OPTICAL, window=5)
     f = [g._filter([(np.log(x), 1.0)], i) for i, x in enumerate([1.0, 1.0, 1.3, 1.0, 1.0])]

@@ -37,6 +37,7 @@ MAX_TILT_DEG = 3.0        # the road's normal within this of the configured down
 TRUNCATE = 25.0           # grey-level residuals are truncated here (occluders, glare)
 MIN_PIXELS = 500          # fewer valid road pixels: no measurement
 MIN_SENSITIVITY_PX = 1.0  # a 25 % height change must move the road by at least this much
+FINE_LOG_STEP = 0.01      # the finest height step searched (log), refined below it by a parabola
 
 
 @dataclass
@@ -157,7 +158,7 @@ def measure_height(align: RoadAlignment, down: np.ndarray, guess: float,
     for d_rel, pitches, rolls in (
             (np.exp(np.linspace(-0.1, 0.1, 9)), pitch + coarse, [None]),
             (np.ones(1), [None], roll + coarse),
-            (np.exp(np.linspace(-0.03, 0.03, 7)), pitch + fine, [None]),
+            (np.exp(FINE_LOG_STEP * np.arange(-3, 4)), pitch + fine, [None]),
             (np.ones(1), [None], roll + fine)):
         grid = [(d * x, pitch if a is None else a, roll if b is None else b)
                 for x in d_rel for a in (pitches if pitches[0] is not None else [None])
@@ -167,6 +168,7 @@ def measure_height(align: RoadAlignment, down: np.ndarray, guess: float,
                         np.stack([_tilted(down, g[1], g[2]) for g in grid]))
         d, pitch, roll = grid[int(np.argmin(c))]
     n = _tilted(down, pitch, roll)
+    d = _parabolic_minimum(align, d, n, FINE_LOG_STEP)
     c0, away_lo, away_hi = align.costs(np.array([d, d / 1.25, d * 1.25]), np.stack([n, n, n]))
     away = 0.5 * (away_lo + away_hi)
     if not (np.isfinite(c0) and np.isfinite(away)) or c0 <= 0:
@@ -175,6 +177,17 @@ def measure_height(align: RoadAlignment, down: np.ndarray, guess: float,
     confidence = float(np.clip((away - c0) / c0 / 0.1, 0.0, 1.0))
     return GroundMeasurement(float(d), n, confidence, int(len(align.x)),
                              (float(pitch), float(roll)))
+
+
+def _parabolic_minimum(align: RoadAlignment, d: float, n: np.ndarray, step: float) -> float:
+    """The height below the search grid's step: the minimum of the parabola through the costs
+    at ``d`` and one ``step`` (log) either side; ``d`` where they do not bracket a minimum."""
+    c = align.costs(d * np.exp(step * np.array([-1.0, 0.0, 1.0])), np.stack([n, n, n]))
+    curvature = c[0] - 2.0 * c[1] + c[2]
+    if not np.all(np.isfinite(c)) or curvature <= 0:
+        return d
+    offset = float(np.clip(0.5 * (c[0] - c[2]) / curvature, -1.0, 1.0))
+    return float(d * np.exp(offset * step))
 
 
 class GroundScale:
@@ -216,8 +229,13 @@ class GroundScale:
         if start is None or start <= 0 or len(px) < MIN_PIXELS:
             return 1.0, centre
         # the first search is wide (the map's unit is arbitrary), later ones around metres
-        m = measure_height(RoadAlignment(prev[0], grey, K, np.linalg.inv(T_w_cam) @ prev[2], px),
-                           self.down, start, self.tilt(), spread=3.0 if first else 1.5)
+        align = RoadAlignment(prev[0], grey, K, np.linalg.inv(T_w_cam) @ prev[2], px)
+        m = measure_height(align, self.down, start, self.tilt(), spread=3.0 if first else 1.5)
+        if first and m is not None:
+            # no tilt prior yet: height and tilt trade off, and the search from an untilted
+            # road stops short of both; search once more about the measurement's own height
+            # and tilt, as every later measurement starts from the recent tilt
+            m = measure_height(align, self.down, m.height, m.tilt, spread=1.5) or m
         self.last_measurement = m
         if m is None or m.confidence < self.min_confidence:
             self.status.confidence *= 1.0 if first else 0.5

@@ -565,6 +565,53 @@ def test_a_turn_that_leaves_the_map_behind_keeps_the_scale(tmp_path):
     assert after / before > 0.65, (before, after)      # was 0.49
 
 
+def _corridor_turn_step_scales(carry: bool) -> tuple[float, float, list[str]]:
+    """A turn in the corridor with the learned depth (here the exact depth times 3: relative,
+    the unit is arbitrary); at frame 30 every map point is dropped, as when all of them have
+    left the view. Returns the median step length over the truth's before and after, and the
+    scale methods used after the drop. ``carry`` False forgets the map's ratio to the learned
+    depth, so the scene's median depth alone scales the next map."""
+    cfg = load_config(None, ["pose.scale_source=triangulation"])
+    geo = GeometricPose(cfg.pose, cfg.flow, mf.depth_spec())
+    scene = synth.make_scene("corridor", seed=1)
+    poses = synth.make_trajectory(scene, "turn", 60, seed=2)
+    renderer = synth.Renderer(scene, CAM)
+    prev, P, methods = None, [np.eye(4)], []
+    for i, T in enumerate(poses):
+        img, depth = renderer.render(T)
+        d = 3.0 * cv2.resize(np.nan_to_num(depth), (64, 48), interpolation=cv2.INTER_NEAREST)
+        cur = FrameData(1_000_000_000 + i * 33_333_333, img, CAM,
+                        depth=np.where(d > 0, d, np.nan).astype(np.float32))
+        if i == 30:
+            geo.tracks.Xw[:] = np.nan
+            if not carry:
+                geo.network_ratios.clear()
+        if prev is not None:
+            res = geo.estimate(prev, cur)
+            assert res.ok and np.isfinite(res.T).all()
+            P.append(P[-1] @ res.T)
+            if i >= 30 and geo.last_step.scale_method:
+                methods.append(geo.last_step.scale_method)
+        prev = cur
+    est, gt = np.array(P), relative(poses)
+    steps = np.linalg.norm(np.diff(est[:, :3, 3], axis=0), axis=1) / \
+        np.maximum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1), 1e-9)
+    return float(np.median(steps[5:28])), float(np.median(steps[34:])), methods
+
+
+def test_a_step_with_no_map_point_keeps_the_unit_through_the_learned_depth():
+    """The map's depth over the learned depth, kept from the recent keyframes, scales a step
+    that shares no map point with the window: the unit holds through the turn. The scene's
+    median depth (the rule before, and still the rule without a learned depth) changes as the
+    camera turns down the corridor, and so did the unit."""
+    before, after, methods = _corridor_turn_step_scales(carry=True)
+    assert methods[0] == "learned depth"
+    assert after / before == pytest.approx(1.0, abs=0.04), (before, after)
+    before, after, methods = _corridor_turn_step_scales(carry=False)
+    assert methods[0] == "median depth"
+    assert abs(after / before - 1.0) > 0.06, (before, after)   # the scene makes the difference
+
+
 def test_tracker_restarts_itself_when_the_camera_changes_between_two_frames(models, room):
     poses = synth.make_trajectory(room, "straight", 4, seed=1)
     geo = make_vo(models, "geometric").pose_backend

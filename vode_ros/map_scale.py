@@ -5,6 +5,8 @@ first map lifted from the learned depth, and the ground's camera height measured
 because it is one idea; it uses the tracker's state (tracks, window, keyframe, configuration)."""
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from vode_ros.depth import sample_depth
@@ -50,7 +52,15 @@ class MapScale:
                     "shared points"
             if np.isfinite(s_depth):
                 return s_depth, "shared points"
-        # no map in common: keep the scene's median depth (first map: the learned depth's)
+        # no map in common: the learned depth at the keyframe, in the map's unit as the last
+        # keyframe with a map measured it (the network's depth is consistent from one view to
+        # the next where the scene's median depth is not: a turn from a wall to a street)
+        if self.map_per_network is not None and kf.depth is not None:
+            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
+            ok = np.isfinite(d) & (d > 0) & (z > 0)
+            if ok.sum() >= self.cfg.min_shared_points:
+                return float(np.median(self.map_per_network * d[ok] / z[ok])), "learned depth"
+        # else keep the scene's median depth (first map: the learned depth's)
         target = self.map_median_depth
         if target is None and kf.depth is not None:
             d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
@@ -74,9 +84,32 @@ class MapScale:
             T[:3, 3] = c + f * (T[:3, 3] - c)
         if self.map_median_depth is not None:
             self.map_median_depth *= f
+        self.network_ratios = deque((r * f for r in self.network_ratios),
+                                    maxlen=self.network_ratios.maxlen)
         T_w_cur = T_w_cur.copy()
         T_w_cur[:3, 3] = c + f * (T_w_cur[:3, 3] - c)
         return T_w_cur
+
+    def _measure_map_per_network(self, kf) -> None:
+        """The map's depth over the learned depth at keyframe ``kf`` (median over its map
+        points): the median over the recent keyframes that had enough map points carries the
+        map's unit to a step that shares no map point (``map_per_network``; the network's own
+        scale wanders from image to image, the median over several steadies it)."""
+        if kf.depth is None:
+            return
+        tr = self.tracks
+        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
+        if len(mapped) < self.cfg.min_shared_points:
+            return
+        z = transform_points(invert(kf.world), tr.Xw[mapped])[:, 2]
+        d = sample_depth(kf.depth, tr.px_kf[mapped], kf.size)
+        ok = np.isfinite(d) & (d > 0) & (z > 0)
+        if ok.sum() >= self.cfg.min_shared_points:
+            self.network_ratios.append(float(np.median(z[ok] / d[ok])))
+
+    @property
+    def map_per_network(self) -> float | None:
+        return float(np.median(self.network_ratios)) if self.network_ratios else None
 
     def _sparse_ground_height(self, T_w_cur: np.ndarray) -> float | None:
         """A first guess of the camera height in the map's unit: a plane through the map points

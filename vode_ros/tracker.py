@@ -107,6 +107,8 @@ class GeometricPose(MapScale, PoseRefinement):
         self._set_tracks(np.zeros((0, 2), np.float32))
         self.kf_tracks = 0                        # tracks the keyframe started with
         self.map_median_depth: float | None = None
+        # map depth over the learned depth at the recent keyframes with a map (map_scale.py)
+        self.network_ratios: deque[float] = deque(maxlen=max(self.cfg.window_keyframes - 1, 1))
         self.speeds: deque[float] = deque(maxlen=10)  # recent geometric speeds (units per s)
         self.unlinked = False                     # this frame's step shared no map point
         self.prior_R: np.ndarray | None = None    # R_cur_prev prior for the next frame (hybrid)
@@ -550,6 +552,7 @@ class GeometricPose(MapScale, PoseRefinement):
         self.tracks.px_kf = self.tracks.px.copy()
         self.kf = Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
+        self._measure_map_per_network(self.kf)
         if self.cfg.relocalisation_keyframes > 0:
             self.memory.add(cur.stamp_ns, vc.grey, T_w_cur, self.tracks.px, self.tracks.Xw,
                             self.cfg.min_pnp_points)

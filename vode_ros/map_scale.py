@@ -52,9 +52,9 @@ class MapScale:
                     "shared points"
             if np.isfinite(s_depth):
                 return s_depth, "shared points"
-        # no map in common: the learned depth at the keyframe, in the map's unit as the last
-        # keyframe with a map measured it (the network's depth is consistent from one view to
-        # the next where the scene's median depth is not: a turn from a wall to a street)
+        # no map in common: the learned depth at the keyframe, in the map's unit as the recent
+        # keyframes with a map measured it (the network's depth holds from one view to the
+        # next where the scene's median depth does not: a turn from a wall to a street)
         if self.map_per_network is not None and kf.depth is not None:
             d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
             ok = np.isfinite(d) & (d > 0) & (z > 0)

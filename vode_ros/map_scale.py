@@ -55,16 +55,17 @@ class MapScale:
         # no map in common: the learned depth at the keyframe, in the map's unit as the recent
         # keyframes with a map measured it (the network's depth holds from one view to the
         # next where the scene's median depth does not: a turn from a wall to a street)
-        if self.map_per_network is not None and kf.depth is not None:
-            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
-            ok = np.isfinite(d) & (d > 0) & (z > 0)
+        learned = sample_depth(kf.depth, tr.px_kf[idx], kf.size) if kf.depth is not None \
+            else None
+        if self.map_per_network is not None and learned is not None:
+            ok = np.isfinite(learned) & (learned > 0) & (z > 0)
             if ok.sum() >= self.cfg.min_shared_points:
-                return float(np.median(self.map_per_network * d[ok] / z[ok])), "learned depth"
+                return float(np.median(self.map_per_network * learned[ok] / z[ok])), \
+                    "learned depth"
         # else keep the scene's median depth (first map: the learned depth's)
         target = self.map_median_depth
-        if target is None and kf.depth is not None:
-            d = sample_depth(kf.depth, tr.px_kf[idx], kf.size)
-            d = d[np.isfinite(d) & (d > 0)]
+        if target is None and learned is not None:
+            d = learned[np.isfinite(learned) & (learned > 0)]
             target = float(np.median(d)) if len(d) else None
         return (target or 1.0) / float(np.median(z)), "median depth"
 

@@ -7,9 +7,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 import model_factory as mf
 from test_geometric import (
+    CAM,
     make_vo,
     path_length,
     relative,
@@ -19,10 +21,10 @@ from test_geometric import (
     sim3_ate,
     synth,
 )
-from vode_ros.flow import pyramid_levels
+from vode_ros.flow import detect_features, pyramid_levels, track_lk
 from vode_ros.geometry import rotation_angle_deg
 from vode_ros.odometry import LOST, TRACKING
-from vode_ros.wide_baseline import KeyframeMemory, ratio_matches, upright_orb
+from vode_ros.wide_baseline import KeyframeMemory, epipolar_distance, ratio_matches, upright_orb
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +63,10 @@ def test_pyramid_depth_follows_the_predicted_motion():
 
 @pytest.mark.parametrize("backend", ["geometric", "hybrid"])
 def test_fast_turns_are_recovered_by_wide_baseline_matching(models, handheld, backend):
-    """Bursts of 12-17 degrees per frame: where Lucas-Kanade cannot follow, ORB matches
-    against the recent keyframes place the frame; no frame is lost and the error stays
-    bounded. Without the recovery the turn the tracker cannot follow is lost for good."""
+    """Bursts of 12-17 degrees per frame: where Lucas-Kanade cannot follow, ORB matches to
+    the last frame start it again where the features went, and where those do not serve, ORB
+    matches against the recent keyframes place the frame; no frame is lost and the error
+    stays bounded. Without either the turn the tracker cannot follow is lost for good."""
     poses, images = handheld
     ests = run(make_vo(models, backend), images)
     est, gt = relative([e.camera_pose for e in ests]), relative(poses)
@@ -72,11 +75,41 @@ def test_fast_turns_are_recovered_by_wide_baseline_matching(models, handheld, ba
     assert np.percentile(rot, 95) < 3.0 and rot[-20:].max() < 5.0   # a third of a burst; at most
     #               a frame or two answered by the (stand-in) network or the rotation alone
     assert sim3_ate(est[:, :3, 3], gt[:, :3, 3]) < 0.08 * path_length(gt)
-    assert sum(n for b, n in Counter(e.backend for e in ests).items()
-               if b.startswith("geometric (wide-baseline")) >= 1
-    off = run(make_vo(models, backend, ["pose.relocalisation_keyframes=0"]), images)
+    rescued = sum(n for b, n in Counter(e.backend for e in ests).items()
+                  if b.startswith("geometric (wide-baseline"))
+    rescued += sum("pose_rematch" in e.timings_ms for e in ests)
+    assert rescued >= 1
+    off = run(make_vo(models, backend, ["pose.relocalisation_keyframes=0",
+                                        "pose.rematch_survivor_fraction=0"]), images)
     est_off = relative([e.camera_pose for e in off])
     assert rotation_errors_deg(est_off, gt)[-1] > 5.0
+
+
+def test_a_turn_lucas_kanade_cannot_follow_is_tracked_from_orb_matches(room):
+    """Two frames 25 degrees apart: Lucas-Kanade from where the features were keeps few of
+    them; started from where the ORB matches between the frames say they went, it keeps most
+    of those still in view, each on its epipolar line of the true motion."""
+    poses = synth.make_trajectory(room, "static", 1)
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("y", 25.0, degrees=True).as_matrix()
+    turn[:3, 3] = [0.05, 0.0, 0.02]
+    pair = [poses[0], poses[0] @ turn]
+    grey = [im.mean(2).astype(np.uint8) for im in render(room, pair)]
+    px = detect_features(grey[0], 300)
+    plain = track_lk(grey[0], grey[1], px, 11, 3, 1.0)
+    memory = KeyframeMemory(2, 1000)
+    guess, F = memory.matched_motion(grey[0], grey[1], px, 2.0, 30)
+    again = track_lk(grey[0], grey[1], px, 11, 3, 1.0, guess)
+    again.ok &= epipolar_distance(F, px, again.p1) <= 2.0
+    assert plain.ok.mean() < 0.2 and again.ok.mean() > 0.5
+    T_1_0 = np.linalg.inv(pair[1]) @ pair[0]
+    K = CAM.K
+    tx = np.array([[0, -T_1_0[2, 3], T_1_0[1, 3]], [T_1_0[2, 3], 0, -T_1_0[0, 3]],
+                   [-T_1_0[1, 3], T_1_0[0, 3], 0]])
+    F_true = np.linalg.inv(K).T @ tx @ T_1_0[:3, :3] @ np.linalg.inv(K)
+    d = epipolar_distance(F_true, px[again.ok], again.p1[again.ok])
+    assert np.median(d) < 0.5 and np.percentile(d, 90) < 1.5
+    assert memory.matched_motion(grey[0], np.zeros_like(grey[1]), px, 2.0, 30) is None
 
 
 def test_blank_stretch_then_seen_places_relocalises(models, room):
@@ -117,3 +150,28 @@ def test_ratio_test_and_upright_descriptors(room):
     m = ratio_matches(desc[idx], desc2, 0.8)
     assert len(m) > 0.5 * len(idx) and np.mean(m[:, 0] == m[:, 1]) > 0.95
     assert len(ratio_matches(desc[:1], desc2, 0.8)) == 0
+
+
+def test_kept_keyframes_keep_their_own_orb_corners_with_the_nearby_map_points(room):
+    """A keyframe is kept with the tracker's features and its own ORB corners; a corner takes
+    the map point of a tracked feature next to it (within 1.5 px), else none, and a frame of
+    the same place matches more of them than of the tracker's features alone."""
+    img = render(room, synth.make_trajectory(room, "static", 1))[0]
+    grey = img.mean(2).astype(np.uint8)
+    px = detect_features(grey, 300)
+    Xw = np.column_stack([px, np.full(len(px), 2.0)]).astype(np.float64)   # a point per feature
+    memory = KeyframeMemory(2, 1000)
+    memory.add(1, grey, np.eye(4), px, Xw, 20)
+    kf = memory.keyframes[-1]
+    n_own = len(upright_orb(grey, px, memory.orb)[0])
+    assert len(kf.px) > n_own + 100
+    corners, X_c = kf.px[n_own:], kf.Xw[n_own:]
+    d = np.linalg.norm(corners[:, None] - px[None], axis=2)
+    near = d.min(1) <= 1.5
+    assert near.any() and (~near).any()
+    np.testing.assert_allclose(X_c[near, :2], px[d[near].argmin(1)])
+    assert np.isnan(X_c[~near]).all()
+    shifted = np.roll(grey, 9, axis=1)
+    _, desc = memory.describe(shifted)
+    assert len(ratio_matches(kf.desc, desc, 0.8)) > 1.5 * len(ratio_matches(kf.desc[:n_own],
+                                                                              desc, 0.8))

@@ -287,6 +287,12 @@ class PoseConfig:
         "features survive Lucas-Kanade from one frame to the next (0: only when fewer than "
         "pose.min_tracks survive; where enough survive, their geometry is the better answer).",
         low=0.0, high=1.0)
+    rematch_survivor_fraction: float = _p(
+        0.2, "Where fewer than this fraction of the tracked features survive Lucas-Kanade from "
+        "one frame to the next (a turn faster than the prediction), ORB matches between the "
+        "two frames (verified by their fundamental matrix) predict where each feature went, "
+        "Lucas-Kanade starts again from there and its tracks off the matches' epipolar lines "
+        "are dropped (0 turns it off).", low=0.0, high=1.0)
     orb_features: int = _p(
         1000, "ORB corners described in a frame to recover.", low=50, high=100000)
     orb_ratio: float = _p(

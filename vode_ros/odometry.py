@@ -127,6 +127,9 @@ class VisualOdometry:
                 timings["pose_bundle_adjustment"] = result.timings_ms["bundle_adjustment"]
             if "frame_refinement" in result.timings_ms:      # inside pose_geometry
                 timings["pose_frame_refinement"] = result.timings_ms["frame_refinement"]
+            for part in ("rematch", "wide_baseline"):         # inside pose_geometry
+                if part in result.timings_ms:
+                    timings[f"pose_{part}"] = result.timings_ms[part]
             backend, reason, ok = result.backend, result.reason, result.ok
             if ok:
                 step, sigma = result.T, result.sigma_scale

@@ -38,7 +38,7 @@ from vode_ros.pose_refinement import PoseRefinement
 from vode_ros.scale.ground import GroundScale
 from vode_ros.scale.status import ScaleStatus
 from vode_ros.tracks import GeometryFailure, Keyframe, Step, Tracks, View
-from vode_ros.wide_baseline import KeyframeMemory, Recovery
+from vode_ros.wide_baseline import KeyframeMemory, Recovery, epipolar_distance
 
 __all__ = ["GeometricPose", "GeometryFailure", "Step"]
 
@@ -46,6 +46,7 @@ CACHE_KEY = "vode.geometric"
 
 # why geometry gives up on a frame (number-free: they name fallbacks in backend counts)
 TOO_FEW_FEATURES = "too few tracked features"
+REMATCH_THRESHOLD_PX = 2.0    # ORB matches' distance from their epipolar lines (working image)
 NO_ROTATION = "no motion model fits the tracks"
 TEXTURELESS = "textureless or dark frame"
 
@@ -117,6 +118,8 @@ class GeometricPose(MapScale, PoseRefinement):
         self.motion = MotionPrior()
         self.last_step = Step()
         self.ba_ms: float | None = None           # the last bundle adjustment's time
+        self.rematch_ms: float | None = None      # this frame's ORB rematch (None: not tried)
+        self.rematched = False                    # this frame's tracks came from the rematch
         self.memory = KeyframeMemory(self.cfg.relocalisation_keyframes, self.cfg.orb_features,
                                      self.cfg.orb_ratio)
         self.relocalise_left = 0                  # frames left to relocalise after a loss
@@ -233,6 +236,7 @@ class GeometricPose(MapScale, PoseRefinement):
         """Track ``cur`` from ``prev``: (T_world_cur, what the frame did), or GeometryFailure."""
         c = self.cfg
         self._answer, self.refine_ms = None, None
+        self.rematch_ms, self.rematched = None, False
         self.unlinked = False
         if vc.grey.shape != vp.grey.shape or vc.camera != vp.camera:
             # another camera (a new image size or intrinsics): start again at ``cur``, the
@@ -248,6 +252,8 @@ class GeometricPose(MapScale, PoseRefinement):
         n_before = len(self.tracks)
         fb = self._track_flow(prev, cur, vc)
         timings["flow"] = (time.perf_counter() - t0) * 1e3
+        if self.rematch_ms is not None:                  # inside flow
+            timings["rematch"] = self.rematch_ms
         n = len(self.tracks)
         if n < c.min_tracks or n < c.recover_survivor_fraction * n_before or \
                 self.relocalise_left > 0:
@@ -260,7 +266,8 @@ class GeometricPose(MapScale, PoseRefinement):
             raise GeometryFailure(TOO_FEW_FEATURES, f"{n} < pose.min_tracks {c.min_tracks}")
         t1 = time.perf_counter()
         sel = self._select_correspondences(fb, vc.grey)
-        step = Step(tracks=n)
+        step = Step(tracks=n, note="Lucas-Kanade started again from ORB matches"
+                    if self.rematched else "")
         if self._is_static():
             step.method, step.inliers, step.inlier_ratio = "static", n, 1.0
             self.T_w_last = self.kf.world.copy()
@@ -368,6 +375,10 @@ class GeometricPose(MapScale, PoseRefinement):
                 levels = pyramid_levels(motion, f.lk_window, f.lk_levels, f.lk_max_levels)
             tr = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, levels,
                           f.fb_threshold_px, guess)
+            if tr.ok.sum() < self.cfg.rematch_survivor_fraction * len(tracks):
+                t0 = time.perf_counter()
+                tr = self._track_after_turn(vc, tr)
+                self.rematch_ms = (time.perf_counter() - t0) * 1e3
         else:
             tr = track_dis(self.last.grey, vc.grey, tracks.px, f.fb_threshold_px)
         tracks.vel = (tr.p1 - tracks.px).astype(np.float32)
@@ -375,6 +386,27 @@ class GeometricPose(MapScale, PoseRefinement):
         self._keep(tr.ok)
         self.last, self.last_stamp = vc, cur.stamp_ns
         return tr.fb_error[tr.ok]
+
+    def _track_after_turn(self, vc: View, tr):
+        """Lucas-Kanade lost most features (a motion faster than the prediction): ORB matches
+        between the last frame and this one predict where the features went, and
+        Lucas-Kanade starts again from there; its tracks off the matches' epipolar geometry
+        are dropped, and the run with more survivors is kept."""
+        f = self.flow
+        tracks = self.tracks
+        got = self.memory.matched_motion(self.last.grey, vc.grey, tracks.px,
+                                         REMATCH_THRESHOLD_PX, self.cfg.min_tracks)
+        if got is None:
+            return tr
+        guess, F = got
+        again = track_lk(self.last.grey, vc.grey, tracks.px, f.lk_window, f.lk_levels,
+                         f.fb_threshold_px, guess)
+        # a track Lucas-Kanade settled off the matches' epipolar geometry is a wrong one
+        again.ok &= epipolar_distance(F, tracks.px, again.p1) <= REMATCH_THRESHOLD_PX
+        if again.ok.sum() <= tr.ok.sum():
+            return tr
+        self.rematched = True
+        return again
 
     def _select_correspondences(self, fb: np.ndarray, grey: np.ndarray) -> np.ndarray:
         """Indices of the keyframe -> current tracks the two-view geometry uses: the best

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from vode_ros.multiview import bearings, pnp_pose, rotation_only
 
 PATCH = 31                          # ORB's patch size: keypoints closer to the border are dropped
+ASSOCIATE_PX = 1.5                  # an ORB corner this close to a tracked feature takes its point
 
 
 @dataclass
@@ -96,12 +98,22 @@ class KeyframeMemory:
     def add(self, stamp_ns: int, grey: np.ndarray, world: np.ndarray, px: np.ndarray,
             Xw: np.ndarray, min_points: int) -> None:
         """Keep a keyframe: the features at ``px`` with their map points ``Xw`` (NaN: none;
-        those serve the rotation-only model)."""
+        those serve the rotation-only model), and the keyframe's own ORB corners, which a
+        later frame's ORB corners find again more often than the tracker's corners (each takes
+        the map point of a tracked feature within ``ASSOCIATE_PX``, else none)."""
         idx, desc = upright_orb(grey, px, self.orb)
-        if np.isfinite(Xw[idx, 2]).sum() >= min_points:
-            self.keyframes.append(KeyframeFeatures(stamp_ns, world.copy(),
-                                                   px[idx].astype(np.float32), desc,
-                                                   Xw[idx].copy()))
+        if np.isfinite(Xw[idx, 2]).sum() < min_points:
+            return
+        px_k, X_k = px[idx].astype(np.float32), Xw[idx]
+        corners, desc_c = self.describe(grey)
+        if len(corners) and len(px_k):
+            dist, near = cKDTree(px_k).query(corners)
+            X_c = np.where((dist <= ASSOCIATE_PX)[:, None], X_k[near], np.nan)
+            px_k = np.concatenate([px_k, corners])
+            desc = np.concatenate([desc, desc_c])
+            X_k = np.concatenate([X_k, X_c])
+        self.keyframes.append(KeyframeFeatures(stamp_ns, world.copy(), px_k, desc,
+                                               X_k.copy()))
 
     def describe(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ORB corners of a frame and their upright descriptors."""
@@ -109,6 +121,33 @@ class KeyframeMemory:
         px = cv2.KeyPoint_convert(kps).reshape(-1, 2) if kps else np.zeros((0, 2), np.float32)
         idx, desc = upright_orb(grey, px, self.orb)
         return px[idx].astype(np.float32), desc
+
+    def matched_motion(self, grey0: np.ndarray, grey1: np.ndarray, px: np.ndarray,
+                       threshold_px: float, min_matches: int, neighbours: int = 5
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where the points ``px`` of frame 0 went in frame 1, from ORB matches between the two
+        frames (each described at its own ORB corners, Lowe's ratio test, the fundamental
+        matrix in RANSAC): each point moved as the median of its ``neighbours`` nearest
+        verified matches, so that the prediction follows the turn and the translation's
+        parallax alike. A start for Lucas-Kanade where a fast motion took the features out of
+        its reach. Returns (the predicted positions, the fundamental matrix ``F`` with
+        ``x1^T F x0 = 0``), or None with fewer than ``min_matches`` verified matches."""
+        px0, d0 = self.describe(grey0)
+        px1, d1 = self.describe(grey1)
+        m = ratio_matches(d0, d1, self.ratio)
+        if len(m) < max(min_matches, 8) or len(px) == 0:
+            return None
+        a, b = px0[m[:, 0]].astype(np.float64), px1[m[:, 1]].astype(np.float64)
+        F, inl = cv2.findFundamentalMat(a, b, cv2.FM_RANSAC, threshold_px, 0.999)
+        if F is None or F.shape != (3, 3) or inl is None or inl.sum() < min_matches:
+            return None
+        keep = inl.ravel().astype(bool)
+        a, flow = a[keep], (b - a)[keep]
+        k = min(neighbours, len(a))
+        _, idx = cKDTree(a).query(np.asarray(px, np.float64), k=k)
+        idx = np.asarray(idx).reshape(len(px), k)
+        return (px + np.median(flow[idx], axis=1)).astype(np.float32), F
+
 
     def recover(self, grey: np.ndarray, K: np.ndarray, position: np.ndarray,
                 pnp_threshold_px: float, min_points: int) -> Recovery | None:
@@ -154,3 +193,13 @@ def _verify(kf: KeyframeFeatures, px: np.ndarray, px_kf: np.ndarray, Xw: np.ndar
     T[:3, 3] = position
     return Recovery(T, "rotation", kf, px[inl], np.full((int(inl.sum()), 3), np.nan),
                     int(inl.sum()), len(px))
+
+
+def epipolar_distance(F: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of each ``p1`` from the epipolar line ``F p0`` of its ``p0``."""
+    x0 = np.column_stack([p0, np.ones(len(p0))])
+    x1 = np.column_stack([p1, np.ones(len(p1))])
+    line = x0 @ F.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.abs(np.sum(line * x1, axis=1)) / np.hypot(line[:, 0], line[:, 1])
+    return np.where(np.isfinite(d), d, np.inf)

@@ -78,6 +78,7 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
         pose_with_geometry_ms: list = []   # the pose stage on the same frames
         ba_ms: list = []
         refine_ms: list = []
+        recovery_ms: dict[str, list] = {"pose_rematch": [], "pose_wide_baseline": []}
         depth_ms: dict[str, list] = {"plane_sweep": [], "depth_fusion": []}
         n_timed, wall = 0, 0.0
         for rep in range(repeat + 1):          # pass 0 is warm-up (first `warmup` frames)
@@ -101,6 +102,9 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
                     ba_ms.append(timings["pose_bundle_adjustment"])
                 if "pose_frame_refinement" in timings:      # frames between keyframes
                     refine_ms.append(timings["pose_frame_refinement"])
+                for k, v in recovery_ms.items():                # the frames that needed them
+                    if k in timings:
+                        v.append(timings[k])
                 for k, v in depth_ms.items():
                     if k in timings:
                         v.append(timings[k])
@@ -136,6 +140,12 @@ def run_bench(input_path: str, cfg: VodeConfig, frames: str | None = None, warmu
             "bundle_adjustment_ms": _summary(ba_ms) if ba_ms else None,
             # inside geometry: the frame refinement (pose.frame_refinement_evaluations)
             "frame_refinement_ms": _summary(refine_ms) if refine_ms else None,
+            # inside geometry, on the frames Lucas-Kanade could not follow: ORB matches to the
+            # last frame restarting it, and matches to the kept keyframes
+            "rematch_ms": (_summary(recovery_ms["pose_rematch"])
+                           if recovery_ms["pose_rematch"] else None),
+            "wide_baseline_ms": (_summary(recovery_ms["pose_wide_baseline"])
+                                 if recovery_ms["pose_wide_baseline"] else None),
             # inside the depth stage: the multi-view plane sweep (at depth keyframes only) and
             # the alignment and fusion of every frame
             "plane_sweep_ms": {**_summary(depth_ms["plane_sweep"]),

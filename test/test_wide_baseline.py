@@ -175,3 +175,22 @@ def test_kept_keyframes_keep_their_own_orb_corners_with_the_nearby_map_points(ro
     _, desc = memory.describe(shifted)
     assert len(ratio_matches(kf.desc, desc, 0.8)) > 1.5 * len(ratio_matches(kf.desc[:n_own],
                                                                               desc, 0.8))
+
+
+def test_relocalisation_looks_only_at_keyframes_from_before_the_loss(room):
+    """After a loss the new map's own keyframes would always verify first (newest first) and
+    end the relocalisation at once; with ``before_ns`` only the older keyframes are tried."""
+    img = render(room, synth.make_trajectory(room, "static", 1))[0]
+    grey = img.mean(2).astype(np.uint8)
+    px = detect_features(grey, 300)
+    rays = np.column_stack([(px - [CAM.cx, CAM.cy]) / [CAM.fx, CAM.fy], np.ones(len(px))])
+    Xw = rays * 2.0                                     # a wall 2 m ahead of the camera
+    memory = KeyframeMemory(4, 1000)
+    memory.add(100, grey, np.eye(4), px, Xw, 20)        # before the loss
+    memory.add(200, grey, np.eye(4), px, Xw, 20)        # the new map's
+    K = CAM.K
+    assert memory.recover(grey, K, np.zeros(3), 2.0, 20).keyframe.stamp_ns == 200
+    old = memory.recover(grey, K, np.zeros(3), 2.0, 20, before_ns=200)
+    assert old.method == "pnp" and old.keyframe.stamp_ns == 100
+    np.testing.assert_allclose(old.world[:3, 3], 0.0, atol=0.02)
+    assert memory.recover(grey, K, np.zeros(3), 2.0, 20, before_ns=100) is None

@@ -123,6 +123,7 @@ class GeometricPose(MapScale, PoseRefinement):
         self.memory = KeyframeMemory(self.cfg.relocalisation_keyframes, self.cfg.orb_features,
                                      self.cfg.orb_ratio)
         self.relocalise_left = 0                  # frames left to relocalise after a loss
+        self.lost_at_ns = 0                       # the frame where the last loss began
         self._answer: np.ndarray | None = None    # the refined pose answered for this frame
         self.refine_ms: float | None = None       # the frame refinement's time
 
@@ -163,6 +164,8 @@ class GeometricPose(MapScale, PoseRefinement):
         except GeometryFailure as exc:
             self.prior_R = None
             self._restart(cur, vc, vp.world if vp.world is not None else self.T_w_last)
+            if self.relocalise_left == 0:         # a loss begins: what came before it counts
+                self.lost_at_ns = cur.stamp_ns
             self.relocalise_left = self.cfg.relocalisation_frames
             self.last_step = Step(note=exc.category)
             timings["total"] = (time.perf_counter() - t0) * 1e3
@@ -305,10 +308,17 @@ class GeometricPose(MapScale, PoseRefinement):
         None where nothing verifies (tracking goes on as it can)."""
         if len(self.memory) == 0:
             return None
-        if self.relocalise_left > 0:
+        relocalising = self.relocalise_left > 0
+        if relocalising:
             self.relocalise_left -= 1
+        # after a loss, the keyframes from before it (the new map's own would always verify
+        # first and end the relocalisation at once, the old map forgotten)
         rec = self.memory.recover(vc.grey, K, self.T_w_last[:3, 3], self.cfg.pnp_threshold_px,
-                                  self.cfg.min_pnp_points)
+                                  self.cfg.min_pnp_points,
+                                  before_ns=self.lost_at_ns if relocalising else None)
+        if rec is None and relocalising and lk_failed:
+            rec = self.memory.recover(vc.grey, K, self.T_w_last[:3, 3],
+                                      self.cfg.pnp_threshold_px, self.cfg.min_pnp_points)
         if rec is None or (rec.method != "pnp" and not lk_failed):
             return None
         self._adopt(cur, vc, rec)

@@ -150,15 +150,19 @@ class KeyframeMemory:
 
 
     def recover(self, grey: np.ndarray, K: np.ndarray, position: np.ndarray,
-                pnp_threshold_px: float, min_points: int) -> Recovery | None:
-        """Place the frame ``grey`` against the kept keyframes, newest first: PnP on the matched
-        map points, else the rotation from the matched rays (``position``: where the camera is
-        held then). None when no keyframe verifies."""
-        if not self.keyframes:
+                pnp_threshold_px: float, min_points: int, before_ns: int | None = None
+                ) -> Recovery | None:
+        """Place the frame ``grey`` against the kept keyframes, newest first (only those older
+        than ``before_ns`` where given): PnP on the matched map points, else the rotation from
+        the matched rays (``position``: where the camera is held then). None when no keyframe
+        verifies."""
+        candidates = [kf for kf in reversed(self.keyframes)
+                      if before_ns is None or kf.stamp_ns < before_ns]
+        if not candidates:
             return None
         px, desc = self.describe(grey)
         best: Recovery | None = None
-        for kf in reversed(self.keyframes):
+        for kf in candidates:
             m = ratio_matches(kf.desc, desc, self.ratio)
             if len(m) < min_points:
                 continue

@@ -312,13 +312,12 @@ class GeometricPose(MapScale, PoseRefinement):
         if relocalising:
             self.relocalise_left -= 1
         # after a loss, the keyframes from before it (the new map's own would always verify
-        # first and end the relocalisation at once, the old map forgotten)
+        # first and end the relocalisation at once, the old map forgotten); where Lucas-Kanade
+        # failed too, the newer ones after them
         rec = self.memory.recover(vc.grey, K, self.T_w_last[:3, 3], self.cfg.pnp_threshold_px,
                                   self.cfg.min_pnp_points,
-                                  before_ns=self.lost_at_ns if relocalising else None)
-        if rec is None and relocalising and lk_failed:
-            rec = self.memory.recover(vc.grey, K, self.T_w_last[:3, 3],
-                                      self.cfg.pnp_threshold_px, self.cfg.min_pnp_points)
+                                  before_ns=self.lost_at_ns if relocalising else None,
+                                  then_newer=lk_failed)
         if rec is None or (rec.method != "pnp" and not lk_failed):
             return None
         self._adopt(cur, vc, rec)

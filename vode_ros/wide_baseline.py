@@ -132,10 +132,12 @@ class KeyframeMemory:
         parallax alike. A start for Lucas-Kanade where a fast motion took the features out of
         its reach. Returns (the predicted positions, the fundamental matrix ``F`` with
         ``x1^T F x0 = 0``), or None with fewer than ``min_matches`` verified matches."""
+        if len(px) == 0:
+            return None
         px0, d0 = self.describe(grey0)
         px1, d1 = self.describe(grey1)
         m = ratio_matches(d0, d1, self.ratio)
-        if len(m) < max(min_matches, 8) or len(px) == 0:
+        if len(m) < max(min_matches, 8):
             return None
         a, b = px0[m[:, 0]].astype(np.float64), px1[m[:, 1]].astype(np.float64)
         F, inl = cv2.findFundamentalMat(a, b, cv2.FM_RANSAC, threshold_px, 0.999)
@@ -148,21 +150,35 @@ class KeyframeMemory:
         idx = np.asarray(idx).reshape(len(px), k)
         return (px + np.median(flow[idx], axis=1)).astype(np.float32), F
 
-
     def recover(self, grey: np.ndarray, K: np.ndarray, position: np.ndarray,
-                pnp_threshold_px: float, min_points: int, before_ns: int | None = None
-                ) -> Recovery | None:
+                pnp_threshold_px: float, min_points: int, before_ns: int | None = None,
+                then_newer: bool = False) -> Recovery | None:
         """Place the frame ``grey`` against the kept keyframes, newest first (only those older
-        than ``before_ns`` where given): PnP on the matched map points, else the rotation from
-        the matched rays (``position``: where the camera is held then). None when no keyframe
+        than ``before_ns`` where given; with ``then_newer`` the others after them, where the
+        older ones verify nothing): PnP on the matched map points, else the rotation from the
+        matched rays (``position``: where the camera is held then). None when no keyframe
         verifies."""
-        candidates = [kf for kf in reversed(self.keyframes)
-                      if before_ns is None or kf.stamp_ns < before_ns]
-        if not candidates:
+        newest_first = list(reversed(self.keyframes))
+        older = [kf for kf in newest_first if before_ns is None or kf.stamp_ns < before_ns]
+        groups = [older]
+        if then_newer and before_ns is not None:
+            groups.append([kf for kf in newest_first if kf.stamp_ns >= before_ns])
+        if not any(groups):
             return None
         px, desc = self.describe(grey)
+        for group in groups:
+            best = self._recover_from(group, px, desc, K, position, pnp_threshold_px,
+                                      min_points)
+            if best is not None:
+                return best
+        return None
+
+    def _recover_from(self, keyframes: list[KeyframeFeatures], px: np.ndarray,
+                      desc: np.ndarray, K: np.ndarray, position: np.ndarray,
+                      pnp_threshold_px: float, min_points: int) -> Recovery | None:
+        """The first of ``keyframes`` that PnP verifies, else the rotation with most inliers."""
         best: Recovery | None = None
-        for kf in candidates:
+        for kf in keyframes:
             m = ratio_matches(kf.desc, desc, self.ratio)
             if len(m) < min_points:
                 continue
@@ -173,7 +189,6 @@ class KeyframeMemory:
             if got is not None and (best is None or got.inliers > best.inliers):
                 best = got
         return best
-
 
 def _verify(kf: KeyframeFeatures, px: np.ndarray, px_kf: np.ndarray, Xw: np.ndarray,
             K: np.ndarray, position: np.ndarray, threshold_px: float, min_points: int
@@ -200,10 +215,12 @@ def _verify(kf: KeyframeFeatures, px: np.ndarray, px_kf: np.ndarray, Xw: np.ndar
 
 
 def epipolar_distance(F: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
-    """Distance (pixels) of each ``p1`` from the epipolar line ``F p0`` of its ``p0``."""
-    x0 = np.column_stack([p0, np.ones(len(p0))])
-    x1 = np.column_stack([p1, np.ones(len(p1))])
-    line = x0 @ F.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.abs(np.sum(line * x1, axis=1)) / np.hypot(line[:, 0], line[:, 1])
+    """Distance (pixels) of each ``p1`` from the epipolar line ``F p0`` of its ``p0`` (OpenCV's
+    lines, normalised so that a^2 + b^2 = 1); inf where it is not finite."""
+    if len(p0) == 0:
+        return np.zeros(0)
+    lines = cv2.computeCorrespondEpilines(np.asarray(p0, np.float32).reshape(-1, 1, 2), 1,
+                                          np.asarray(F, np.float64)).reshape(-1, 3)
+    q = np.asarray(p1, np.float64).reshape(-1, 2)
+    d = np.abs(lines[:, 0] * q[:, 0] + lines[:, 1] * q[:, 1] + lines[:, 2])
     return np.where(np.isfinite(d), d, np.inf)

@@ -24,7 +24,11 @@ class PoseRefinement:
         """An essential-matrix pose ``T`` whose rotation is further from constant velocity's
         prediction than ``pose.rotation_check_deg`` and four times the prediction's recent
         median error gives way to PnP on the map where PnP's rotation is at least twice as
-        close. Returns (T_world_cur, outlier mask, whether PnP replaced it)."""
+        close, unless the map explains its tracks significantly worse than the essential
+        matrix does (``_less_supported``: after a fast turn a map placed by a few uncertain
+        steps can agree with a constant velocity that those same steps set, while the essential
+        matrix of the frame's own tracks is right). Returns (T_world_cur, outlier mask, whether
+        PnP replaced it)."""
         gate = self.cfg.rotation_check_deg
         pred = self.motion.expected()
         if gate <= 0 or pred is None:
@@ -35,6 +39,9 @@ class PoseRefinement:
         probe = Step()
         Tp, out_p = self._pnp(mapped, probe, K)
         if Tp is None or self._deviation_deg(Tp, pred[0]) >= 0.5 * deviation:
+            return T, outliers, False
+        if _less_supported(probe.inliers, len(mapped), step.inliers,
+                           step.inliers / max(step.inlier_ratio, 1e-9)):
             return T, outliers, False
         step.method, step.scale_method = probe.method, ""
         step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio
@@ -116,3 +123,18 @@ class PoseRefinement:
         if not self.cfg.bundle_adjustment_moves_newest and m > 2:
             fixed[-1] = True
         return fixed
+
+
+SUPPORT_SIGMAS = 2.0      # how many standard errors below the other's an inlier share may lie
+
+
+def _less_supported(inliers_a: int, tested_a: float, inliers_b: int, tested_b: float,
+                    sigmas: float = SUPPORT_SIGMAS) -> bool:
+    """Whether model a's inlier share (``inliers_a`` of ``tested_a`` correspondences) is below
+    model b's by more than ``sigmas`` standard errors of the difference of two binomial shares:
+    a evidently fits its data worse than b fits its own."""
+    if tested_a < 1 or tested_b < 1:
+        return False
+    pa, pb = inliers_a / tested_a, inliers_b / tested_b
+    se = np.sqrt(pa * (1.0 - pa) / tested_a + pb * (1.0 - pb) / tested_b)
+    return bool(pb - pa > sigmas * max(se, 1e-12))

@@ -307,7 +307,8 @@ class PoseConfig:
         1.0, "An essential matrix whose rotation differs from constant velocity's prediction "
         "by more than this many degrees and four times the prediction's recent median error "
         "gives way to PnP on the map where PnP's rotation agrees with the prediction at least "
-        "twice as well (a wrong decomposition on a road); 0 turns the check off.",
+        "twice as well (a wrong decomposition on a road) and PnP's inlier share is within two "
+        "standard errors of the essential matrix's; 0 turns the check off.",
         low=0.0, high=180.0)
     frame_refinement_evaluations: int = _p(
         20, "The pose answered for a frame between keyframes refined on its map points' "

@@ -58,9 +58,13 @@ class HybridPose:
 
     def _fallback(self, prev: FrameData, cur: FrameData, geo: PoseResult, net: PoseResult
                   ) -> PoseResult:
-        """The network's step where geometry failed: its direction, the map's recent speed; the
-        tracker (restarted at ``cur``) is placed there."""
+        """The network's step where geometry failed: its direction, the map's recent speed, and
+        its rotation or constant velocity's, whichever has lately predicted geometry's rotation
+        better (``MotionPrior.fallback_rotation``); the tracker (restarted at ``cur``) is placed
+        there."""
         T = net.T.copy()
+        R, which = self.geometric.motion.fallback_rotation(T[:3, :3].T)
+        T[:3, :3] = R.T
         speed = self.geometric.map_speed()
         dt = (cur.stamp_ns - prev.stamp_ns) * 1e-9
         norm = float(np.linalg.norm(T[:3, 3]))
@@ -68,7 +72,8 @@ class HybridPose:
             T[:3, 3] *= speed * dt / norm         # the network's direction, the map's speed
         self.geometric.rebase(prev, cur, T)
         category = self.geometric.last_step.note or "geometry failed"
-        return PoseResult(T, ok=True, reason=f"fallback to the pose network: {geo.reason}",
+        turn = "" if which == "network" else " (the rotation constant velocity's)"
+        return PoseResult(T, ok=True, reason=f"fallback to the pose network{turn}: {geo.reason}",
                           sigma_scale=self.geometric.cfg.fallback_sigma_scale,
                           backend=f"network (fallback: {category})",
                           timings_ms={**geo.timings_ms, "model": net.timings_ms.get("model", 0)})

@@ -41,6 +41,16 @@ class MotionPrior:
         net, cv = self.errors["network"], self.errors["constant velocity"]
         return not net or not cv or float(np.median(net)) <= float(np.median(cv))
 
+    def fallback_rotation(self, network_R: np.ndarray) -> tuple[np.ndarray, str]:
+        """The rotation (R_cur_prev) of a frame geometry could not place: the pose network's
+        ``network_R``, or constant velocity's where that has lately predicted geometry's
+        rotation better (a fast turn the network, trained on slower motion, does not follow).
+        Returns (R, which)."""
+        R = self.pending.get("constant velocity")
+        if R is not None and not self.trust_network():
+            return R.copy(), "constant velocity"
+        return network_R, "network"
+
     def expected(self) -> tuple[np.ndarray, float] | None:
         """Constant velocity's prediction for the frame being tracked (R_cur_prev) with the
         median of its recent errors (degrees); None before it has a record of three. The

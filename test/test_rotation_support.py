@@ -11,6 +11,20 @@ from vode_ros.offline import RunOptions, run
 from vode_ros.pose_refinement import _less_supported
 
 
+def _evaluate(tmp_path, scene: str, trajectory: str, seed: int, frames: str
+              ) -> tuple[dict, dict]:
+    """``vode eval`` with the shipped models on frames ``frames`` of a 200-frame synthetic
+    sequence (a random camera look): (metrics.json, run.json)."""
+    seq = generate_sequence(tmp_path / scene, scene=scene, trajectory=trajectory,
+                            n_frames=200, seed=seed, look=True)
+    out = tmp_path / "eval"
+    run(str(seq), out,
+        load_config(None, ["models.providers=[CPUExecutionProvider]", "depth.source=network"]),
+        RunOptions(frames=frames, quiet=True), EvalOptions())
+    return (json.loads((out / "metrics.json").read_text()),
+            json.loads((out / "run.json").read_text()))
+
+
 def test_an_inlier_share_is_less_supported_only_beyond_its_standard_errors():
     assert _less_supported(71, 100, 140, 150)        # 0.71 against 0.93: 4 standard errors
     assert not _less_supported(68, 76, 126, 142)     # 0.89 against 0.89
@@ -30,13 +44,7 @@ def test_a_map_that_agrees_with_a_wrong_turn_does_not_overrule_the_frames_own_tr
     degrees a frame too far for twenty frames: per-frame rotation error 1.16 degrees and
     ATE 0.51 m over frames 0-99 (of 7.4 m). Now the better-supported essential matrix
     stands: 0.59 degrees and 0.23 m."""
-    seq = generate_sequence(tmp_path / "field", scene="field", trajectory="handheld",
-                            n_frames=200, seed=35, look=True)
-    out = tmp_path / "eval"
-    run(str(seq), out,
-        load_config(None, ["models.providers=[CPUExecutionProvider]", "depth.source=network"]),
-        RunOptions(frames="0:100", quiet=True), EvalOptions())
-    m = json.loads((out / "metrics.json").read_text())
+    m, _ = _evaluate(tmp_path, "field", "handheld", 35, "0:100")
     assert m["frames_matched"] == 100
     assert m["rpe_rot_deg"]["per_frame"] < 0.9, m["rpe_rot_deg"]
     assert m["ate_rmse_m"] < 0.35, m["ate_rmse_m"]
@@ -75,15 +83,9 @@ def test_a_turn_too_fast_for_any_match_keeps_turning_with_constant_velocity(tmp_
     on slower motion, turned it 0 degrees (58 off; ATE over frames 0-39 0.56 m, per-frame
     rotation error 9.4 degrees); constant velocity, which had predicted geometry's rotation
     better over the turn, turns it 36 (22 off): 0.26 m and 3.7 degrees."""
-    seq = generate_sequence(tmp_path / "drone", scene="town", trajectory="drone",
-                            n_frames=200, seed=33, look=True)
-    out = tmp_path / "eval"
-    run(str(seq), out,
-        load_config(None, ["models.providers=[CPUExecutionProvider]", "depth.source=network"]),
-        RunOptions(frames="0:40", quiet=True), EvalOptions())
-    m = json.loads((out / "metrics.json").read_text())
+    m, report = _evaluate(tmp_path, "town", "drone", 33, "0:40")
     assert m["frames_matched"] == 40
     assert m["rpe_rot_deg"]["per_frame"] < 6.0, m["rpe_rot_deg"]
     assert m["ate_rmse_m"] < 0.4, m["ate_rmse_m"]
-    counts = json.loads((out / "run.json").read_text())["backend_counts"]
+    counts = report["backend_counts"]
     assert any(b.startswith("network (fallback") for b in counts), counts

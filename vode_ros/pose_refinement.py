@@ -20,15 +20,17 @@ class PoseRefinement:
     """Pose checks and refinement of ``GeometricPose`` (mixed into it; not used on its own)."""
 
     def _check_rotation(self, T: np.ndarray, outliers: np.ndarray, mapped: np.ndarray,
-                        step: Step, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+                        tested: int, step: Step, K: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, bool]:
         """An essential-matrix pose ``T`` whose rotation is further from constant velocity's
         prediction than ``pose.rotation_check_deg`` and four times the prediction's recent
         median error gives way to PnP on the map where PnP's rotation is at least twice as
         close, unless the map explains its tracks significantly worse than the essential
         matrix does (``_less_supported``: after a fast turn a map placed by a few uncertain
         steps can agree with a constant velocity that those same steps set, while the essential
-        matrix of the frame's own tracks is right). Returns (T_world_cur, outlier mask, whether
-        PnP replaced it)."""
+        matrix of the frame's own tracks is right; ``tested``: the correspondences the
+        essential matrix was fitted on). Returns (T_world_cur, outlier mask, whether PnP
+        replaced it)."""
         gate = self.cfg.rotation_check_deg
         pred = self.motion.expected()
         if gate <= 0 or pred is None:
@@ -40,8 +42,7 @@ class PoseRefinement:
         Tp, out_p = self._pnp(mapped, probe, K)
         if Tp is None or self._deviation_deg(Tp, pred[0]) >= 0.5 * deviation:
             return T, outliers, False
-        if _less_supported(probe.inliers, len(mapped), step.inliers,
-                           step.inliers / max(step.inlier_ratio, 1e-9)):
+        if _less_supported(probe.inliers, len(mapped), step.inliers, tested):
             return T, outliers, False
         step.method, step.scale_method = probe.method, ""
         step.inliers, step.inlier_ratio = probe.inliers, probe.inlier_ratio

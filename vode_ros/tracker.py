@@ -399,7 +399,8 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         if want_e:
             T, outliers = self._essential(two, sel, step, K, c.min_inliers)
             if T is not None and has_map:
-                T, outliers, replaced = self._check_rotation(T, outliers, mapped, step, K)
+                T, outliers, replaced = self._check_rotation(T, outliers, mapped, len(sel),
+                                                              step, K)
                 want_kf = want_kf and not replaced  # a keyframe placed by PnP: error in the map
             if T is not None:
                 self._answer = self._refine(T, sel, outliers, K, has_map)

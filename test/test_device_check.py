@@ -23,7 +23,7 @@ def _module():
     return mod
 
 
-def test_dry_run_prints_one_json_document_and_degrades_without_a_gpu(tmp_path, capfd):
+def test_dry_run_prints_one_json_document_and_degrades_without_a_gpu(tmp_path, capfd, recwarn):
     import torch
     dc = _module()
     assert dc.main(["--dry-run", "--out", str(tmp_path)]) == 0
@@ -49,6 +49,15 @@ def test_dry_run_prints_one_json_document_and_degrades_without_a_gpu(tmp_path, c
         assert doc["torch_eager"]["cuda"] == {"available": False,
                                               "reason": "torch sees no CUDA device"}
         assert doc["training"]["skipped"]
+    # the CPU provider benched on its own is asked for once (ONNX Runtime warns of a duplicate)
+    assert not [w for w in recwarn if "Duplicate provider" in str(w.message)]
+
+
+def test_a_session_lists_the_cpu_fallback_once():
+    dc = _module()
+    assert dc.with_cpu_fallback("CPUExecutionProvider") == ["CPUExecutionProvider"]
+    assert dc.with_cpu_fallback("CUDAExecutionProvider") == ["CUDAExecutionProvider",
+                                                             "CPUExecutionProvider"]
 
 
 def test_the_shell_script_rejects_a_bad_budget():

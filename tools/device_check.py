@@ -84,7 +84,7 @@ def _probe(provider: str) -> str | None:
     ort.set_default_logger_severity(4)
     try:
         session = ort.InferenceSession(model.SerializeToString(),
-                                       providers=[provider, "CPUExecutionProvider"])
+                                       providers=with_cpu_fallback(provider))
     except Exception as exc:  # noqa: BLE001 - a provider that cannot start is the finding
         return f"{type(exc).__name__}: {str(exc)[:200]}"
     used = session.get_providers()
@@ -158,13 +158,19 @@ def export_step(checkpoint: str, config: str, out: Path, dry_run: bool) -> dict:
                        for k, m in report["models"].items()}}
 
 
+def with_cpu_fallback(provider: str) -> list[str]:
+    """The session's providers: ``provider``, then the CPU as ONNX Runtime's fallback (once:
+    the CPU provider measured on its own is not listed twice)."""
+    return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+
+
 def model_latency(path: str, provider: str, runs: int) -> dict:
     """Median latency (ms) of one model on one provider; which provider really ran it."""
     import onnxruntime as ort
 
     from vode_ros.learn.export import latency_ms_p50
     ort.set_default_logger_severity(3)
-    session = ort.InferenceSession(path, providers=[provider, "CPUExecutionProvider"])
+    session = ort.InferenceSession(path, providers=with_cpu_fallback(provider))
     used = session.get_providers()[0]
     if used != provider:
         return {"available": False, "reason": f"{provider} fell back to {used} for {path}"}

@@ -136,3 +136,64 @@ def test_the_tracker_keeps_the_adjusted_points_depths_at_the_newest_keyframe():
     # too few points with a depth both times: unchanged
     few = GeometricPose._keep_depth_scale(X[:5], after[:5], T_new, T_new)
     assert np.array_equal(few, after[:5])
+
+
+def test_moving_ahead_is_motion_along_the_optical_axis():
+    from vode_ros.pose_refinement import moving_ahead
+    first = np.eye(4)
+
+    def at(direction_deg, yaw_deg=0.0):
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
+        a = np.radians(direction_deg)
+        T[:3, 3] = [np.sin(a), 0.0, np.cos(a)]          # in the world (camera z ahead at yaw 0)
+        return T
+
+    assert moving_ahead(first, at(0), 0.9) and moving_ahead(first, at(180), 0.9)  # ahead, back
+    assert moving_ahead(first, at(20), 0.9) and not moving_ahead(first, at(30), 0.9)
+    assert not moving_ahead(first, at(90), 0.9)                                   # sideways
+    assert not moving_ahead(first, at(60, yaw_deg=-30), 0.9)   # the last camera's axis counts
+    assert moving_ahead(first, at(60, yaw_deg=55), 0.9)
+    assert not moving_ahead(first, first, 0.9)                                    # no motion
+    assert not moving_ahead(first, at(0), 1.0)                                    # 1: never
+
+
+def _tracker_with_window(T, X, rays, forward_cos):
+    import model_factory as mf
+    from vode_ros.config_files import load_config
+    from vode_ros.tracker import GeometricPose
+    from vode_ros.tracks import Tracks
+    cfg = load_config(None, ["pose.bundle_adjustment_iterations=6",
+                             f"pose.bundle_adjustment_forward_cos={forward_cos}",
+                             f"pose.window_keyframes={len(T)}"])
+    geo = GeometricPose(cfg.pose, cfg.flow, mf.depth_spec())
+    n = len(X)
+    px = np.zeros((n, 2), np.float32)
+    geo.tracks = Tracks(px, px.copy(), np.full((n, 2), np.nan, np.float32), X.copy(), rays)
+    geo.win = [t.copy() for t in T]
+    return geo
+
+
+def test_the_adjustment_leaves_a_window_driving_ahead_alone():
+    """A window whose keyframes drive straight ahead is not adjusted (on KITTI the adjustment
+    let the map's depth drift there); the same window with every window adjusted, and a window
+    moving sideways, are."""
+    K = np.array([[FOCAL, 0, 160], [0, FOCAL, 120], [0, 0, 1]])
+    rng = np.random.default_rng(4)
+    X = np.c_[rng.uniform(-3, 3, 200), rng.uniform(-1, 1, 200), rng.uniform(4, 12, 200)]
+    T = np.repeat(np.eye(4)[None], 5, 0)
+    T[:, 2, 3] = 0.5 * np.arange(5)                     # straight ahead along z
+    rays = np.stack([(X - t[:3, 3]) / np.linalg.norm(X - t[:3, 3], axis=1, keepdims=True)
+                     for t in T], 1)
+    Xn = X + 0.05 * rng.normal(size=X.shape)            # something to adjust
+    ahead = _tracker_with_window(T, Xn, rays, 0.9)
+    out = ahead._bundle_adjust(K, T[-1])
+    assert ahead.ba_ms is None and np.array_equal(out, T[-1])
+    assert np.array_equal(ahead.tracks.Xw, Xn)           # the map untouched
+    every = _tracker_with_window(T, Xn, rays, 1.0)
+    every._bundle_adjust(K, T[-1])
+    assert every.ba_ms is not None and not np.array_equal(every.tracks.Xw, Xn)
+    Ts, Xs, rays_s = _window(seed=5, n_kf=5)             # sideways and a little forward
+    side = _tracker_with_window(Ts, Xs + 0.05 * rng.normal(size=Xs.shape), rays_s, 0.9)
+    side._bundle_adjust(K, Ts[-1])
+    assert side.ba_ms is not None

@@ -81,7 +81,8 @@ class PoseRefinement:
         poses and map points refined together, the oldest keyframe and the scale held; map
         points it finds off their tracks leave the map. Returns the newest keyframe's pose."""
         c, tr = self.cfg, self.tracks
-        if c.bundle_adjustment_iterations <= 0 or len(self.win) < 2:
+        if c.bundle_adjustment_iterations <= 0 or len(self.win) < 2 or \
+                moving_ahead(self.win[0], T_w_cur, c.bundle_adjustment_forward_cos):
             return T_w_cur
         m = len(self.win)
         res = bundle_adjust(np.stack(self.win), tr.Xw, tr.obs[:, :m],
@@ -124,6 +125,17 @@ class PoseRefinement:
         if not self.cfg.bundle_adjustment_moves_newest and m > 2:
             fixed[-1] = True
         return fixed
+
+
+def moving_ahead(T_w_first: np.ndarray, T_w_last: np.ndarray, cos_limit: float) -> bool:
+    """Whether the camera moved from ``T_w_first`` to ``T_w_last`` (T_world_camera) along its
+    optical axis (ahead or back) within the angle whose cosine is ``cos_limit``, as seen from
+    the last camera; False where it did not move."""
+    d = T_w_last[:3, 3] - T_w_first[:3, 3]
+    n = float(np.linalg.norm(d))
+    if n <= 1e-12 or cos_limit >= 1.0:
+        return False
+    return abs(float(T_w_last[:3, 2] @ d)) / n > cos_limit
 
 
 SUPPORT_SIGMAS = 2.0      # how many standard errors below the other's an inlier share may lie

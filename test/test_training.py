@@ -262,6 +262,44 @@ def test_weight_averaging_is_checkpointed_resumed_exactly_and_exported(synth_seq
         T.train(_config(tmp_path / "c", synth_seq[0], ema_decay=1.5), log=lambda m: None)
 
 
+def test_snapshot_averaging_is_the_mean_of_its_snapshots_resumed_and_exported(synth_seq,
+                                                                              tmp_path):
+    def config(tmp):
+        cfg = _config(tmp, synth_seq[0], average_from=4, average_every=2)
+        cfg["log"]["keep_every"] = 2
+        return cfg
+
+    full = T.train(config(tmp_path / "a"), log=lambda m: None)
+    out = Path(full["out_dir"])
+    ck = {s: torch.load(out / f"step-{s}.pt", weights_only=False) for s in (2, 4, 6, 8)}
+    last = torch.load(out / "last.pt", weights_only=False)
+    # before the first snapshot (step 4) there is no average to export
+    assert "depth_ema" not in ck[2] and "depth_ema" in ck[4]
+    for name in ("depth", "pose"):
+        for k, v in last[f"{name}_ema"].items():
+            if v.dtype.is_floating_point:   # weights and BatchNorm statistics: the equal mean
+                mean = sum(ck[s][name][k] for s in (4, 6, 8)) / 3
+                assert torch.allclose(v, mean, atol=1e-6), (name, k)
+    key = next(k for k, v in last["depth"].items() if v.dtype.is_floating_point and v.ndim == 4)
+    assert not torch.allclose(last["depth_ema"][key], last["depth"][key])
+    # resumed half-way through the snapshots, the same average
+    cfg_b = config(tmp_path / "b")
+    T.train(cfg_b, max_steps=5, log=lambda m: None)
+    T.train(cfg_b, resume=True, log=lambda m: None)
+    b = torch.load(Path(cfg_b["out_dir"]) / "last.pt", weights_only=False)
+    for k, v in last["depth_ema"].items():
+        assert torch.allclose(v.float(), b["depth_ema"][k].float(), atol=1e-6), k
+    from vode_ros.learn.export import load_checkpoint
+    depth, _, _, _ = load_checkpoint(out / "last.pt")
+    assert torch.equal(depth.state_dict()[key], last["depth_ema"][key])
+    with pytest.raises(TrainError, match="average_from and train.ema_decay"):
+        T.train(_config(tmp_path / "c", synth_seq[0], average_from=2, ema_decay=0.9),
+                log=lambda m: None)
+    with pytest.raises(TrainError, match="average_every"):
+        T.train(_config(tmp_path / "d", synth_seq[0], average_from=2, average_every=0),
+                log=lambda m: None)
+
+
 def test_fine_tuning_at_another_size_counts_all_steps(synth_seq, tmp_path):
     base = T.train(_config(tmp_path / "base", synth_seq[0], max_steps=2), log=lambda m: None)
     cfg = _config(tmp_path / "ft", synth_seq[0], max_steps=2,

@@ -44,9 +44,11 @@ def checkpoint_state(depth_net, pose_net, optimizer, scaler, options: TrainOptio
     extra = {}
     if pose_log_scale is not None:
         extra["pose_log_scale"] = pose_log_scale.detach().cpu().clone()
-    if ema is not None:            # the averaged weights, and the averagers for an exact resume
-        extra.update(depth_ema=ema[0].module.state_dict(), pose_ema=ema[1].module.state_dict(),
-                     ema_state=[e.state_dict() for e in ema])
+    if ema is not None:            # the averagers for an exact resume, and the averaged weights
+        extra["ema_state"] = [e.state_dict() for e in ema]
+        if int(ema[0].n_averaged) > 0:  # (before their first snapshot they are no weights)
+            extra.update(depth_ema=ema[0].module.state_dict(),
+                         pose_ema=ema[1].module.state_dict())
     return {"depth": unwrap(depth_net).state_dict(), "pose": unwrap(pose_net).state_dict(),
             **extra,
             "model_config": options.model_config,

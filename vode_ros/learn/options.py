@@ -166,6 +166,12 @@ class LearningOptions:
                           "weights, w_avg <- d w_avg + (1 - d) w after every step; evaluation, "
                           "best.pt selection, checkpoints (depth_ema, pose_ema) and export use "
                           "it.")
+    average_from: int = _p(0, ">= 0. > 0: from this step on, a snapshot of the weights "
+                           "(BatchNorm statistics included) every train.average_every steps "
+                           "joins an equal-weight average (stochastic weight averaging); "
+                           "evaluation, best.pt selection, checkpoints (depth_ema, pose_ema) "
+                           "and export use it once it holds a snapshot. Not with ema_decay.")
+    average_every: int = _p(250, "> 0. Steps between the snapshots of train.average_from.")
     num_threads: int | None = _p(2, "CPU threads of torch (torch.set_num_threads); null or 0: "
                                  "torch's default.")
     device: str = _p("auto", "'auto': this process's GPU (LOCAL_RANK) when torch sees one, else "
@@ -323,6 +329,12 @@ class TrainOptions:
         ema = float(self.train.ema_decay or 0.0)
         if not 0.0 <= ema < 1.0:
             raise TrainError(f"train.ema_decay must be in [0, 1), got {ema}")
+        if int(self.train.average_from or 0) < 0 or int(self.train.average_every or 0) < 1:
+            raise TrainError("train.average_from must be >= 0 and train.average_every >= 1, "
+                             f"got {self.train.average_from} and {self.train.average_every}")
+        if int(self.train.average_from or 0) > 0 and ema > 0:
+            raise TrainError("train.average_from and train.ema_decay both average the weights: "
+                             "set one of them")
         if self.eval.select_by == "pose_fit" and not float(self.train.pose_distill or 0.0) > 0:
             raise TrainError("eval.select_by: pose_fit needs train.pose_distill > 0")
 

@@ -57,6 +57,22 @@ def make_ema(nets, decay: float):
             for n in nets]
 
 
+def make_weight_average(nets):
+    """Equal-weight averages of the networks' weights and buffers (BatchNorm statistics
+    included), one snapshot added at each ``train.average_every``-th step from
+    ``train.average_from`` on (stochastic weight averaging, Izmailov et al. 2018, with torch's
+    ``AveragedModel``): at a constant learning rate the snapshots lie around a wide basin, and
+    their mean sits nearer its centre than any one of them."""
+    from torch.optim.swa_utils import AveragedModel
+    return [AveragedModel(unwrap(n), use_buffers=True) for n in nets]
+
+
+def holds_average(averagers) -> bool:
+    """Whether ``averagers`` (None, or one per network) hold at least one snapshot: before the
+    first, their weights are the initial copy and nothing should use them."""
+    return averagers is not None and int(averagers[0].n_averaged) > 0
+
+
 def _device(train: LearningOptions, local_rank: int):
     want = train.device
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
@@ -114,7 +130,11 @@ class Trainer:
         if options.train.init_from:
             self._start_from(options.train.init_from)
         ema_decay = float(options.train.ema_decay or 0.0)
-        self.ema = make_ema((self.depth_net, self.pose_net), ema_decay) if ema_decay > 0 else None
+        nets = (self.depth_net, self.pose_net)
+        self.average_from = int(options.train.average_from or 0)
+        # the averaged weights: a moving average (every step) or snapshots' equal average
+        self.ema = make_ema(nets, ema_decay) if ema_decay > 0 else \
+            make_weight_average(nets) if self.average_from > 0 else None
         self._build_pose_scales()
         self._resume(resume)
         self._wrap_distributed()
@@ -428,9 +448,12 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        if self.ema is not None:
-            for e, net in zip(self.ema, (self.depth_net, self.pose_net), strict=True):
-                e.update_parameters(unwrap(net))
+        if self.ema is not None and not self.average_from:
+            self._update_average()
+
+    def _update_average(self) -> None:
+        for e, net in zip(self.ema, (self.depth_net, self.pose_net), strict=True):
+            e.update_parameters(unwrap(net))
 
     def _average_scale_gradients(self) -> None:
         """The trajectory scales live outside the DDP modules: average their gradients by hand
@@ -470,6 +493,9 @@ class Trainer:
         """Evaluation every ``eval.every_steps``, ``step-N.pt`` every ``log.keep_every``,
         ``last.pt`` every ``log.checkpoint_minutes``."""
         step, lc = self.progress["step"], self.options.log
+        if self.average_from and step >= self.average_from and \
+                (step - self.average_from) % int(self.options.train.average_every) == 0:
+            self._update_average()
         every = self.options.eval.every_steps
         if every and step % int(every) == 0:
             self.evaluate_and_keep_best()
@@ -487,7 +513,7 @@ class Trainer:
         if not self.main or self.val_set is None:
             return None
         ec, p = self.options.eval, self.progress
-        nets = (self.ema[0].module, self.ema[1].module) if self.ema is not None else \
+        nets = (self.ema[0].module, self.ema[1].module) if holds_average(self.ema) else \
             (unwrap(self.depth_net), unwrap(self.pose_net))
         res = heldout.evaluate(nets[0], nets[1], self.val_set, self.model_config,
                                self.options.train, self.device, int(ec.batch_size),

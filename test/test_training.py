@@ -290,8 +290,9 @@ def test_snapshot_averaging_is_the_mean_of_its_snapshots_resumed_and_exported(sy
     for k, v in last["depth_ema"].items():
         assert torch.allclose(v.float(), b["depth_ema"][k].float(), atol=1e-6), k
     from vode_ros.learn.export import load_checkpoint
-    depth, _, _, _ = load_checkpoint(out / "last.pt")
+    depth, _, _, info = load_checkpoint(out / "last.pt")
     assert torch.equal(depth.state_dict()[key], last["depth_ema"][key])
+    assert "average of weight snapshots every 2 steps from step 4" in info["trained_on"]
     with pytest.raises(TrainError, match="average_from and train.ema_decay"):
         T.train(_config(tmp_path / "c", synth_seq[0], average_from=2, ema_decay=0.9),
                 log=lambda m: None)

@@ -107,7 +107,7 @@ def load_checkpoint(checkpoint, model_config: dict | None = None, input_size=Non
                               f"network its model_config builds: {str(exc)[:400]}") from None
     step = ckpt.get("step")
     info = {"trained_on": str(ckpt.get("trained_on") or "unknown") +
-            ("; exported: moving-average weights" if ckpt.get("depth_ema") else ""),
+            (f"; exported: {_averaged_kind(ckpt)}" if ckpt.get("depth_ema") else ""),
             "train_steps": int(step) if step is not None else "unknown",
             "checkpoint": str(path)}
     return depth, pose, config, info
@@ -358,3 +358,19 @@ def _export_one(kind, net, channels, config, info, tmp: Path, out: Path, seed: i
             entry["fp16"]["latency_ms_p50_cpu"] = latency_ms_p50(half_session, latency_runs)
         files.append((half_tmp, half_final))
     return entry, files
+
+
+def _averaged_kind(ckpt: dict) -> str:
+    """What a checkpoint's averaged weights (``depth_ema``) are, for the model's trained_on."""
+    config = ckpt.get("train_config") or {}
+    if isinstance(config, str):             # stored as JSON text
+        try:
+            config = json.loads(config)
+        except ValueError:
+            config = {}
+    train = config.get("train") or {} if isinstance(config, dict) else {}
+    every = train.get("average_every")
+    if train.get("average_from"):
+        return f"the average of weight snapshots every {every} steps from step " \
+               f"{train['average_from']}"
+    return "moving-average weights"

@@ -133,6 +133,10 @@ def test_flip_and_jitter_are_consistent(synth_seq):
     frames[1] = frames[0]
     jit = D.color_jitter(frames, np.random.default_rng(2))
     assert np.allclose(jit[0], jit[1]) and not np.allclose(jit[0], frames[0])
+    # data.jitter replaces the default strengths it names and keeps the others
+    strong = D.TripletDataset([synth_seq[0]], 48, 64, min_motion=0.5,
+                              jitter={"brightness": 0.4, "hue": 0.0})
+    assert strong.jitter == {"brightness": 0.4, "contrast": 0.2, "saturation": 0.2, "hue": 0.0}
 
 
 def test_epoch_order_is_deterministic_and_weighted(synth_seq):

@@ -444,8 +444,8 @@ class TripletDataset:
                  min_parallax_px: float = 0.0):
         self.height, self.width = int(height), int(width)
         self.augment, self.flip_prob = augment, float(flip_prob)
-        self.jitter = dict(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1,
-                           **(jitter or {}))
+        self.jitter = {**dict(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1),
+                       **(jitter or {})}      # the given strengths replace the defaults
         self.specs = [SourceSpec.from_any(s) for s in sources]
         self.sequences: list[CachedSequence] = []
         self.items: list[tuple[int, int, int, int]] = []  # (sequence, a, t, b)

@@ -305,8 +305,10 @@ def _run_node(tmp_path, params, frames, n=3, encoding="rgb8", remaps=REMAPS, com
                        remaps=remaps)
     peer = Peer(domain)
     try:
-        if compressed:
-            assert peer.wait_for(lambda: peer.pub_compressed.get_subscription_count() > 0, 30)
+        if compressed:        # both sides matched (as wait_matched does for raw images)
+            assert peer.wait_for(lambda: peer.pub_compressed.get_subscription_count() > 0
+                                 and peer.pub_info.get_subscription_count() > 0, 30)
+            assert peer.wait_node_matched(30), node.log()
         else:
             assert peer.wait_matched(30), node.log()
         for rgb, cam in frames[:n]:

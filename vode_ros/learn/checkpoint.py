@@ -29,6 +29,12 @@ def trained_weights(ckpt: dict, name: str) -> dict:
     return ckpt.get(f"{name}_ema") or ckpt[name]
 
 
+def holds_average(averagers) -> bool:
+    """Whether ``averagers`` (None, or one per network) hold at least one snapshot: before the
+    first, their weights are the initial copy and nothing should use them."""
+    return averagers is not None and int(averagers[0].n_averaged) > 0
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` to ``path`` whole or not at all (a crash leaves the previous file)."""
     path = Path(path)
@@ -46,7 +52,7 @@ def checkpoint_state(depth_net, pose_net, optimizer, scaler, options: TrainOptio
         extra["pose_log_scale"] = pose_log_scale.detach().cpu().clone()
     if ema is not None:            # the averagers for an exact resume, and the averaged weights
         extra["ema_state"] = [e.state_dict() for e in ema]
-        if int(ema[0].n_averaged) > 0:  # (before their first snapshot they are no weights)
+        if holds_average(ema):
             extra.update(depth_ema=ema[0].module.state_dict(),
                          pose_ema=ema[1].module.state_dict())
     return {"depth": unwrap(depth_net).state_dict(), "pose": unwrap(pose_net).state_dict(),

@@ -45,11 +45,20 @@ class ExportError(VodeError):
 
 
 # -- checkpoint ------------------------------------------------------------------------------------
+def _train_config(ckpt: dict) -> dict:
+    """The training options a `vode train` checkpoint stored (JSON text), {} where it has none."""
+    try:
+        config = json.loads(ckpt.get("train_config") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def trained_size(ckpt: dict) -> tuple[int, int] | None:
     """(height, width) of the images a `vode train` checkpoint was trained on, None when it does
     not say."""
     try:
-        data = json.loads(ckpt.get("train_config") or "{}").get("data") or {}
+        data = _train_config(ckpt).get("data") or {}
         h, w = data.get("height"), data.get("width")
         return (int(h), int(w)) if h and w else None
     except (TypeError, ValueError, AttributeError):
@@ -362,15 +371,8 @@ def _export_one(kind, net, channels, config, info, tmp: Path, out: Path, seed: i
 
 def _averaged_kind(ckpt: dict) -> str:
     """What a checkpoint's averaged weights (``depth_ema``) are, for the model's trained_on."""
-    config = ckpt.get("train_config") or {}
-    if isinstance(config, str):             # stored as JSON text
-        try:
-            config = json.loads(config)
-        except ValueError:
-            config = {}
-    train = config.get("train") or {} if isinstance(config, dict) else {}
-    every = train.get("average_every")
+    train = _train_config(ckpt).get("train") or {}
     if train.get("average_from"):
-        return f"the average of weight snapshots every {every} steps from step " \
-               f"{train['average_from']}"
+        return f"the average of weight snapshots every {train.get('average_every')} steps " \
+               f"from step {train['average_from']}"
     return "moving-average weights"

@@ -30,6 +30,7 @@ from vode_ros.files import atomic_write
 from vode_ros.learn import heldout
 from vode_ros.learn.checkpoint import (
     checkpoint_state,
+    holds_average,
     load_training_state,
     read_checkpoint,
     resume_path,
@@ -65,12 +66,6 @@ def make_weight_average(nets):
     their mean sits nearer its centre than any one of them."""
     from torch.optim.swa_utils import AveragedModel
     return [AveragedModel(unwrap(n), use_buffers=True) for n in nets]
-
-
-def holds_average(averagers) -> bool:
-    """Whether ``averagers`` (None, or one per network) hold at least one snapshot: before the
-    first, their weights are the initial copy and nothing should use them."""
-    return averagers is not None and int(averagers[0].n_averaged) > 0
 
 
 def _device(train: LearningOptions, local_rank: int):

@@ -3,6 +3,7 @@ losses on its exact depth: depth consistent with the poses, determinism, every p
 SILog and gradient matching on known cases, and a few training steps with them."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,47 @@ def test_a_sequence_of_a_place_reads_back_with_its_exact_depth(tmp_path):
     ok = np.isfinite(f.gt_depth)
     assert ok.mean() > 0.9
     assert np.abs(f.gt_depth[ok] - exact[ok]).max() < 2e-4     # the PNG's 0.2 mm steps
+
+
+def test_the_camera_look_meters_dark_and_bright_scenes_to_its_level():
+    """A look with an auto-exposure level brings a dim and a bright rendering to about the same
+    mean (a real camera meters its scene), follows a change of brightness over a few frames,
+    and the fixed-gain look of old (no level) leaves the two apart."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 1.0, (64, 80, 3)).astype(np.float32)
+    dim, bright = (base * 60).astype(np.uint8), (base * 220).astype(np.uint8)
+    look = {"exposure": 1.0, "gamma": 1.0, "level": 0.5, "white": [1.0, 1.0, 1.0],
+            "vignetting": 0.0, "blur": 0.0, "noise": 0.0, "grey": False, "drift": 0.0}
+    means = [synth.apply_look(im, look, 0, rng).mean() / 255 for im in (dim, bright)]
+    assert all(abs(m - 0.5) < 0.03 for m in means)
+    fixed = {k: v for k, v in look.items() if k != "level"}
+    apart = [synth.apply_look(im, fixed, 0, rng).mean() / 255 for im in (dim, bright)]
+    assert apart[1] - apart[0] > 0.3
+    # a scene that turns 3x brighter: over-exposed at first, metered again within frames
+    state: dict = {}
+    seq = [synth.apply_look(dim if i < 3 else (base * 180).astype(np.uint8), look, i, rng,
+                            state).mean() / 255 for i in range(14)]
+    assert abs(seq[2] - 0.5) < 0.03 and seq[3] > 0.7 and abs(seq[-1] - 0.5) < 0.03
+    assert seq[3] > seq[5] > seq[8]
+    drawn = synth.random_look(np.random.default_rng(3), metered=True)
+    assert 0.35 <= drawn["level"] <= 0.6 and 0.85 <= drawn["exposure"] <= 1.2
+    assert "level" not in synth.random_look(np.random.default_rng(3))
+
+
+def test_a_metered_sequence_is_brighter_than_the_fixed_gain_one_of_a_dim_place(tmp_path):
+    import cv2
+    kw = dict(scene="hallway", trajectory="handheld", n_frames=4, width=64, height=48, seed=2,
+              textures=["procedural"])
+    means = {}
+    for look in (True, "metered"):
+        path = synth.generate_sequence(tmp_path / str(look), look=look, **kw)
+        means[look] = np.mean([cv2.imread(str(f)).mean() for f in (path / "rgb").iterdir()])
+        meta = json.loads((path / "synth.json").read_text())["look"]
+        assert ("level" in meta) == (look == "metered")
+    assert 0.3 * 255 < means["metered"] < 0.65 * 255, means
+    assert means["metered"] > means[True] + 20, means
+    with pytest.raises(DatasetError, match="look must be"):
+        synth.generate_sequence(tmp_path / "bad", look="bright", **kw)
 
 
 def test_texture_sources_are_the_listed_ones(tmp_path):

@@ -389,9 +389,10 @@ def _add_synth(sub):
                    "packaged)")
     p.add_argument("--fov", type=float, default=None, metavar="DEG",
                    help="horizontal field of view (default: Kinect-like, 62 degrees)")
-    p.add_argument("--look", action="store_true",
+    p.add_argument("--look", nargs="?", const=True, default=False, choices=["metered"],
                    help="a random camera look: exposure, gamma, white balance, vignetting, "
-                   "blur, noise, grey sensor")
+                   "blur, noise, grey sensor; '--look metered': with an auto-exposure that "
+                   "brings every image to a mean level drawn for the sequence")
     p.add_argument("--supersample", type=int, default=1, metavar="N",
                    help="render images at N times the size and average down")
     p.add_argument("--bag", default=None, metavar="OUT.mcap",

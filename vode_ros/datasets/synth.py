@@ -104,23 +104,51 @@ def _sensor_image(img: np.ndarray, dark: bool, noise_std: float,
     return img
 
 
-def random_look(rng: np.random.Generator) -> dict:
+def random_look(rng: np.random.Generator, metered: bool = False) -> dict:
     """A camera's look drawn at random: exposure, gamma, white balance, vignetting, defocus
-    blur, sensor noise, and whether the sensor is grey."""
-    return {"exposure": float(rng.uniform(0.6, 1.5)), "gamma": float(rng.uniform(0.8, 1.25)),
+    blur, sensor noise, and whether the sensor is grey. ``metered``: an auto-exposure brings
+    each image's mean to a level drawn in 0.35-0.6 of full scale (as a real camera meters its
+    scene, so that dim places are not rendered dim), ``exposure`` then a compensation of
+    0.85-1.2; otherwise ``exposure`` is a fixed gain of 0.6-1.5 on the rendered radiance."""
+    look = {"exposure": float(rng.uniform(0.6, 1.5)), "gamma": float(rng.uniform(0.8, 1.25)),
             "white": [float(v) for v in rng.uniform(0.88, 1.12, 3)],
             "vignetting": float(rng.uniform(0.0, 0.35)), "blur": float(rng.uniform(0.0, 1.0)),
             "noise": float(rng.uniform(0.5, 4.0)), "grey": bool(rng.random() < 0.3),
             "drift": float(rng.uniform(0.0, 0.06))}
+    if metered:
+        look["level"] = float(rng.uniform(0.35, 0.6))
+        look["exposure"] = float(rng.uniform(0.85, 1.2))
+    return look
 
 
-def apply_look(img: np.ndarray, look: dict, frame: int, rng: np.random.Generator
-               ) -> np.ndarray:
+def _auto_exposure(x: np.ndarray, look: dict, state: dict | None) -> float:
+    """The gain of a camera's auto-exposure: it brings the image's mean (after gamma) to
+    ``look["level"]`` of full scale, as real cameras meter a scene whatever its brightness,
+    and follows a change of the scene over a few frames (``state`` carries its last gain)."""
+    mean = float(np.mean(x))
+    if mean <= 1e-6:
+        return 1.0 if state is None else float(state.get("gain", 1.0))
+    wanted = float(look["level"]) ** (1.0 / float(look["gamma"])) / mean
+    wanted = min(max(wanted, 0.25), 8.0)
+    if state is None:
+        return wanted
+    last = state.get("gain")
+    gain = wanted if last is None else float(last) * (wanted / float(last)) ** 0.3
+    state["gain"] = gain
+    return gain
+
+
+def apply_look(img: np.ndarray, look: dict, frame: int, rng: np.random.Generator,
+               state: dict | None = None) -> np.ndarray:
     """An RGB uint8 image as the camera of ``look`` (:func:`random_look`) gives it at
-    ``frame`` (the exposure drifts slowly over the frames, like an auto-exposure)."""
+    ``frame`` (the exposure drifts slowly over the frames). A look with a ``level`` meters
+    the image with an auto-exposure (``state``: a dict kept across one sequence's frames);
+    ``exposure`` then compensates it; without ``level``, ``exposure`` is a fixed gain."""
     x = img.astype(np.float32) / 255.0
     h, w = x.shape[:2]
     gain = float(look["exposure"] * (1.0 + look["drift"] * math.sin(frame / 23.0)))
+    if "level" in look:
+        gain *= _auto_exposure(x, look, state)
     x = x * gain * np.asarray(look["white"], np.float32)[None, None, :]
     if look["vignetting"] > 0:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -155,7 +183,7 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
                       n_frames: int = 60, width: int = 320, height: int = 240, fps: float = 30,
                       seed: int = 0, dark_frames=None, noise_std: float = 1.0,
                       progress: bool = False, textures=None, fov_deg=None,
-                      look: bool | dict = False, supersample: int = 1) -> Path:
+                      look: bool | str | dict = False, supersample: int = 1) -> Path:
     """Render a synthetic sequence into ``out_dir`` (the TUM RGB-D layout) and return its path.
 
     ``scene``: one of ``SCENES`` (fixed layouts, with ``TRAJECTORIES``) or of ``PLACES`` (drawn
@@ -164,7 +192,8 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
     ``noise_std``: Gaussian sensor noise in grey levels. ``textures``: the places' texture
     sources (``synth_sources``). ``fov_deg``: horizontal field of view (None: Kinect-like; a
     pair: drawn in that range). ``look``: True draws the camera's exposure, gamma, white
-    balance, vignetting, blur, noise and colour (``random_look``; a dict gives them).
+    balance, vignetting, blur, noise and colour (``random_look``; a dict gives them);
+    ``"metered"`` draws them with an auto-exposure that meters every image.
     ``supersample``: images rendered at this factor and averaged down (depth is cast through
     the pixel centres at the output size). Deterministic for a given ``seed``.
     """
@@ -192,8 +221,12 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
                                           (camera.cy + 0.5) * ss - 0.5, width * ss,
                                           height * ss))
     rng = np.random.default_rng([seed, 11])
-    if look is True:
-        look = random_look(lens_rng)
+    if look not in (True, False, None, "metered") and not isinstance(look, dict):
+        raise DatasetError(f"look must be true, false, 'metered' or a mapping of a look's "
+                           f"values, got {look!r}", "synth")
+    if look is True or look == "metered":
+        look = random_look(lens_rng, metered=look == "metered")
+    exposure_state: dict = {}
     t0_ns = 1_000_000_000
     rgb_lines = ["# color images", "# synthetic sequence written by vode_ros.datasets.synth",
                  "# timestamp filename"]
@@ -210,7 +243,7 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
                 img = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA)
                 depth = renderer.depth(T)
             if look:
-                img = apply_look(img, look, i, rng)
+                img = apply_look(img, look, i, rng, exposure_state)
                 img = _sensor_image(img, i in dark, 0.0, rng)
             else:
                 img = _sensor_image(img, i in dark, noise_std, rng)

@@ -115,7 +115,7 @@ def random_look(rng: np.random.Generator, metered: bool = False) -> dict:
             "vignetting": float(rng.uniform(0.0, 0.35)), "blur": float(rng.uniform(0.0, 1.0)),
             "noise": float(rng.uniform(0.5, 4.0)), "grey": bool(rng.random() < 0.3),
             "drift": float(rng.uniform(0.0, 0.06))}
-    if metered:
+    if metered:    # drawn after the others, so that those are the same as look: true's
         look["level"] = float(rng.uniform(0.35, 0.6))
         look["exposure"] = float(rng.uniform(0.85, 1.2))
     return look

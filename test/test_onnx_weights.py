@@ -141,3 +141,19 @@ def test_training_starts_from_the_shipped_onnx_models(tmp_path):
     summary = trainer.run()
     assert summary["step"] == 1 and np.isfinite(summary["last_loss"])
     assert "then fine-tuned" in summary["trained_on"]
+
+
+def test_an_untrained_export_whose_equal_tensors_are_shared_reads_back(tmp_path):
+    """An untrained network's folded batch norms all carry zero biases; the exporter keeps one
+    copy and hands it to the other convolutions through Identity nodes."""
+    import onnx
+    from vode_ros.learn.export import export_checkpoint
+    torch.manual_seed(0)
+    export_checkpoint("init", tmp_path, latency_runs=0, parity_samples=1)
+    graph = onnx.load(str(tmp_path / "depth.onnx")).graph
+    inits = {t.name for t in graph.initializer}
+    assert any(n.op_type == "Conv" and n.input[2] not in inits for n in graph.node
+               if len(n.input) > 2)     # the case: a bias that is an Identity's output
+    nets, reports, _ = W.networks_from_onnx(tmp_path)
+    assert set(nets) == {"depth", "pose"}
+    assert reports["depth"]["max_abs_diff"] < 1e-4 and reports["pose"]["max_abs_diff"] < 1e-4

@@ -11,6 +11,9 @@ their initializers. What `vode export` (:mod:`vode_ros.learn.export`) did to the
 * Only what the exported graph computes is there: the depth decoder's full-resolution
   disparity head, not the heads of scales 1/2 .. 1/8 (those stay freshly initialised; train
   with ``train.num_scales: 1`` from such a start).
+* Equal tensors are stored once: where two convolutions' folded weights or biases are the same
+  (the zero biases of an untrained network's batch norms), the others read it through an
+  Identity node, which the reading follows back to the initializer.
 
 Matching: the convolutions of the ONNX graph (its node order, which is the traced execution
 order) against the PyTorch convolutions in the order a forward pass calls them; a named
@@ -112,8 +115,15 @@ def _onnx_convs(path) -> list[tuple[str, np.ndarray, str | None, np.ndarray | No
     model = onnx.load(str(path))
     inits = {t.name: t for t in model.graph.initializer}
     consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    # The exporter keeps one copy of equal tensors (the zero biases of an untrained network's
+    # batch norms) and hands it on to the other convolutions through Identity nodes.
+    aliases = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity"}
 
     def value(name):
+        seen = set()
+        while name in aliases and name not in seen:
+            seen.add(name)
+            name = aliases[name]
         if name in inits:
             return numpy_helper.to_array(inits[name])
         if name in consts:

@@ -147,6 +147,7 @@ def test_an_untrained_export_whose_equal_tensors_are_shared_reads_back(tmp_path)
     """An untrained network's folded batch norms all carry zero biases; the exporter keeps one
     copy and hands it to the other convolutions through Identity nodes."""
     import onnx
+
     from vode_ros.learn.export import export_checkpoint
     torch.manual_seed(0)
     export_checkpoint("init", tmp_path, latency_runs=0, parity_samples=1)

@@ -46,6 +46,37 @@ def test_every_place_renders_finite_depth_along_every_path(place):
             assert img.std() > 3.0                        # textured, not blank
 
 
+def _turn_per_frame_deg(poses):
+    from scipy.spatial.transform import Rotation
+    R = Rotation.from_matrix(poses[:, :3, :3])
+    return np.degrees((R[:-1].inv() * R[1:]).magnitude())
+
+
+def test_a_vehicle_slows_for_the_bends_of_a_long_street_and_never_spins():
+    """A street is 30-60 m long and a few metres wide: the ellipse course of earlier versions
+    turned a car at its ends by 20-40 degrees in a frame at full speed. The stadium course
+    turns it by at most 1.5 degrees a frame (plus the heading's wobble) and slows it for the
+    bend; the hand-held camera keeps its deliberate fast turns."""
+    scene = make_place("town", seed=21, textures=["procedural"])
+    old = robot_path(scene, "vehicle", 200, seed=21, course="ellipse")
+    new = robot_path(scene, "vehicle", 200, seed=21)
+    assert _turn_per_frame_deg(old).max() > 20.0              # the case
+    assert _turn_per_frame_deg(new).max() < 2.0
+    assert _inside_free_zone(scene, new)
+    step = np.linalg.norm(np.diff(new[:, :3, 3], axis=0), axis=1)
+    turn = _turn_per_frame_deg(new)
+    assert step[turn > 1.2].mean() < 0.7 * step[turn < 0.3].mean()   # slower in the bend
+    assert np.all(np.abs(np.diff(step)) < 0.025 * step.max())  # no jolt (2 % a frame, sampled)
+    for place in PLACES:
+        scene = make_place(place, seed=5, textures=["procedural"])
+        for kind, most in (("vehicle", 2.0), ("drone", 5.0)):   # (a drone also yaws to and fro)
+            assert _turn_per_frame_deg(robot_path(scene, kind, 300, seed=5)).max() < most, \
+                (place, kind)
+        assert _turn_per_frame_deg(robot_path(scene, "handheld", 300, seed=5)).max() > 10.0
+    with pytest.raises(DatasetError, match="course 'circle' is unknown"):
+        robot_path(scene, "vehicle", 10, seed=5, course="circle")
+
+
 def test_depth_agrees_with_the_poses_between_two_frames():
     """A pixel of frame A back-projected with its depth and seen from frame B lands where B's
     rendered depth is the point's depth in B (exact depth and poses), but at occlusion edges."""

@@ -395,6 +395,10 @@ def _add_synth(sub):
                    "brings every image to a mean level drawn for the sequence")
     p.add_argument("--supersample", type=int, default=1, metavar="N",
                    help="render images at N times the size and average down")
+    p.add_argument("--course", default="stadium", choices=["stadium", "ellipse"],
+                   help="a place's course: 'stadium' (bends no tighter than the place allows, "
+                   "slowed for) or 'ellipse' (earlier versions' course, whose ends turn a "
+                   "robot 20-60 degrees a frame in a long place)")
     p.add_argument("--bag", default=None, metavar="OUT.mcap",
                    help="also write the sequence as a ROS 2 bag")
     p.set_defaults(func=_run_synth)
@@ -407,7 +411,8 @@ def _run_synth(args):
                              n_frames=args.frames, width=args.width, height=args.height,
                              fps=args.fps, seed=args.seed, dark_frames=args.dark,
                              progress=sys.stderr.isatty(), textures=args.textures,
-                             fov_deg=args.fov, look=args.look, supersample=args.supersample)
+                             fov_deg=args.fov, look=args.look, supersample=args.supersample,
+                             course=args.course)
     print(f"wrote {path} (TUM RGB-D layout: rgb/, depth/, groundtruth.txt, camera.txt)")
     if args.bag:
         from vode_ros.bags.from_dataset import dataset_to_bag

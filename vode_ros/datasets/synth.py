@@ -183,7 +183,8 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
                       n_frames: int = 60, width: int = 320, height: int = 240, fps: float = 30,
                       seed: int = 0, dark_frames=None, noise_std: float = 1.0,
                       progress: bool = False, textures=None, fov_deg=None,
-                      look: bool | str | dict = False, supersample: int = 1) -> Path:
+                      look: bool | str | dict = False, supersample: int = 1,
+                      course: str = "stadium") -> Path:
     """Render a synthetic sequence into ``out_dir`` (the TUM RGB-D layout) and return its path.
 
     ``scene``: one of ``SCENES`` (fixed layouts, with ``TRAJECTORIES``) or of ``PLACES`` (drawn
@@ -195,7 +196,8 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
     balance, vignetting, blur, noise and colour (``random_look``; a dict gives them);
     ``"metered"`` draws them with an auto-exposure that meters every image.
     ``supersample``: images rendered at this factor and averaged down (depth is cast through
-    the pixel centres at the output size). Deterministic for a given ``seed``.
+    the pixel centres at the output size). ``course``: a place's course, ``stadium`` or
+    ``ellipse`` (``synth_places.robot_path``). Deterministic for a given ``seed``.
     """
     _check_arguments(scene, trajectory, n_frames, width, height, fps)
     dark = _parse_dark(dark_frames, int(n_frames))
@@ -204,7 +206,7 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
     (out / "depth").mkdir(parents=True, exist_ok=True)
     if scene in PLACES:
         sc = make_place(scene, seed, textures)
-        poses = robot_path(sc, trajectory, n_frames, seed)
+        poses = robot_path(sc, trajectory, n_frames, seed, course)
     else:
         sc = make_scene(scene, seed)
         poses = make_trajectory(sc, trajectory, n_frames, seed)
@@ -261,5 +263,6 @@ def generate_sequence(out_dir, scene: str = "room", trajectory: str = "straight"
         "n_frames": len(poses), "width": width, "height": height, "fps": fps, "seed": seed,
         "dark_frames": sorted(dark), "noise_std": noise_std, "fov_deg": fov_deg,
         "look": look or None, "supersample": ss,
-        "textures": None if scene not in PLACES else [str(t) for t in (textures or ["default"])]})
+        "textures": None if scene not in PLACES else [str(t) for t in (textures or ["default"])],
+        "course": course if scene in PLACES else None})
     return out

@@ -13,7 +13,8 @@ box, as in ``synth_scene``, so depth stays exact:
 
 Every place has a free zone (a rectangle on the floor that nothing stands in, away from the
 walls): the paths stay in it. Paths (:func:`robot_path`) follow a closed curve around the free
-zone at the speed of the robot:
+zone (a stadium: two straights and two half circles) at the speed of the robot, slowing
+for the bends:
 
 * ``vehicle``: a ground robot or car, camera low indoors (0.25-0.7 m) or at 1.2-1.7 m on a road,
   looking where it goes, barely pitching or rolling;
@@ -347,16 +348,110 @@ def make_place(kind: str, seed: int = 0, textures=None) -> Scene:
     return scene
 
 
-def robot_path(scene: Scene, kind: str = "handheld", n_frames: int = 60, seed: int = 0
-               ) -> np.ndarray:
+# How fast a course may turn (degrees a frame at 30 frames/s, before a hand-held camera's own
+# looking around) and how much the speed may change a frame (a share of the robot's speed): a
+# car or robot slows for a bend, and a place's tight bends would otherwise turn it 20-40 degrees
+# in a frame.
+MAX_TURN_DEG = {"vehicle": 1.5, "handheld": 3.0, "drone": 2.0}
+MAX_ACCEL = {"vehicle": 0.02, "handheld": 0.05, "drone": 0.03}
+COURSE_SAMPLES = 4096
+COURSES = ("stadium", "ellipse")
+
+
+def _course(c: np.ndarray, r: np.ndarray):
+    """A closed course round a free zone: a stadium (two straights joined by half circles)
+    inside the rectangle ``c +- r``, its bends as wide as the rectangle's short side allows.
+    Returns points (M, 2) spaced evenly along it, unit tangents (M, 2), the radius of curvature
+    at each (inf on the straights) and the length of each of the M segments (the last closes
+    the course)."""
+    long_axis = 0 if r[0] >= r[1] else 1
+    a, b = float(max(r)), float(min(r))
+    straight = 2.0 * (a - b)
+    total = 2.0 * straight + 2.0 * np.pi * b
+    s = np.arange(COURSE_SAMPLES) * (total / COURSE_SAMPLES)
+    p = np.zeros((len(s), 2))
+    tng = np.zeros((len(s), 2))
+    rad = np.full(len(s), np.inf)
+    half = a - b
+    legs = np.cumsum([straight, np.pi * b, straight, np.pi * b])
+    for i, si in enumerate(s):
+        if si < legs[0]:                      # along the long side, one way
+            p[i], tng[i] = (-half + si, -b), (1.0, 0.0)
+        elif si < legs[1]:                    # the half circle at the far end
+            phi = -np.pi / 2 + (si - legs[0]) / b
+            p[i], tng[i], rad[i] = (half + b * np.cos(phi), b * np.sin(phi)), \
+                (-np.sin(phi), np.cos(phi)), b
+        elif si < legs[2]:                    # back along the other long side
+            p[i], tng[i] = (half - (si - legs[1]), b), (-1.0, 0.0)
+        else:                                 # the half circle at the near end
+            phi = np.pi / 2 + (si - legs[2]) / b
+            p[i], tng[i], rad[i] = (-half + b * np.cos(phi), b * np.sin(phi)), \
+                (-np.sin(phi), np.cos(phi)), b
+    if long_axis == 1:
+        p, tng = p[:, ::-1].copy(), tng[:, ::-1].copy()
+        p[:, 0], tng[:, 0] = -p[:, 0], -tng[:, 0]     # a rotation by 90 degrees, not a mirror
+    return c + p, tng, rad, np.full(len(s), total / len(s))
+
+
+def _accel_limited(limit: np.ndarray, ds: np.ndarray, accel: float) -> np.ndarray:
+    """The fastest speed profile round a closed course that keeps under ``limit`` and changes
+    by at most ``accel`` a frame (``v dv = accel ds``: speeding up or slowing down evenly),
+    both ways round."""
+    v = limit.astype(float).copy()
+    n = len(v)
+    for _ in range(2):                        # twice round: the course is closed
+        for i in range(n):                    # speeding up out of a bend
+            j = (i - 1) % n
+            v[i] = min(v[i], np.sqrt(v[j] ** 2 + 2.0 * accel * ds[j]))
+        for i in range(n - 1, -1, -1):        # slowing down into one
+            j = (i + 1) % n
+            v[i] = min(v[i], np.sqrt(v[j] ** 2 + 2.0 * accel * ds[i]))
+    return v
+
+
+def _stadium_course(c, r, rng, direction, speed, k, kind):
+    """Positions and course directions at frames ``k`` round the stadium (:func:`_course`): at
+    most the robot's ``speed``, slower in the bends so that the course turns by at most
+    ``MAX_TURN_DEG`` a frame, the speed changing by at most ``MAX_ACCEL`` a frame."""
+    pts, tangent, radius, ds = _course(c, r)
+    limit = np.minimum(speed, np.radians(MAX_TURN_DEG[kind]) * radius)
+    v = _accel_limited(limit, ds, MAX_ACCEL[kind] * speed)
+    t = np.r_[0, np.cumsum(ds / v)]                     # frames to each sample, once round
+    at = (rng.uniform(0, t[-1]) + direction * k) % t[-1]
+    j = np.clip(np.searchsorted(t, at, side="right") - 1, 0, len(pts) - 1)
+    w = ((at - t[j]) / np.maximum(t[j + 1] - t[j], 1e-12))[:, None]
+    nxt = (j + 1) % len(pts)
+    return (1 - w) * pts[j] + w * pts[nxt], direction * ((1 - w) * tangent[j] + w * tangent[nxt])
+
+
+def _ellipse_course(c, r, rng, direction, speed, k):
+    """Positions and course directions at frames ``k`` round the ellipse of radii ``r`` at a
+    constant ``speed`` (the course of earlier versions)."""
+    phi = np.linspace(0, 2 * np.pi, 2049)
+    pts = c + r * np.stack([np.cos(phi), np.sin(phi)], 1)
+    arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
+    s = (rng.uniform(0, arc[-1]) + direction * speed * k) % arc[-1]
+    ang = np.interp(s, arc, phi)
+    xy = c + r * np.stack([np.cos(ang), np.sin(ang)], 1)
+    return xy, direction * np.stack([-r[0] * np.sin(ang), r[1] * np.cos(ang)], 1)
+
+
+def robot_path(scene: Scene, kind: str = "handheld", n_frames: int = 60, seed: int = 0,
+               course: str = "stadium") -> np.ndarray:
     """(n_frames, 4, 4) camera-to-world poses (optical frame) of a robot of ``kind`` (one of
-    ``ROBOT_PATHS``) going round the free zone of a place (``make_place``)."""
+    ``ROBOT_PATHS``) going round the free zone of a place (``make_place``). ``course``:
+    ``stadium`` (bends no tighter than the zone's short side, slowed for) or ``ellipse`` (the
+    course of earlier versions at constant speed: in a long place its ends turn the robot by
+    20-60 degrees a frame; kept to reproduce figures and tests made with it)."""
     if kind not in ROBOT_PATHS:
         raise DatasetError(f"path '{kind}' is unknown; expected one of "
                            f"{', '.join(ROBOT_PATHS)}", "synth")
     if "free" not in scene.info:
         raise DatasetError(f"scene '{scene.name}' has no free zone; robot paths need a place "
                            f"({', '.join(PLACES)})", "synth")
+    if course not in COURSES:
+        raise DatasetError(f"course '{course}' is unknown; expected one of "
+                           f"{', '.join(COURSES)}", "synth")
     n = int(n_frames)
     if n < 1:
         raise DatasetError(f"n_frames must be at least 1, got {n_frames}", "synth")
@@ -369,16 +464,12 @@ def robot_path(scene: Scene, kind: str = "handheld", n_frames: int = 60, seed: i
                                                         0.95 * half.min()))
     k = np.arange(n, dtype=float)
     speed = scene.speed * rng.uniform(0.7, 1.3) * (0.6 if kind == "handheld" else 1.0)
-    # arc length of the ellipse by sampling, then constant speed along it
-    phi = np.linspace(0, 2 * np.pi, 2049)
-    pts = c + r * np.stack([np.cos(phi), np.sin(phi)], 1)
-    arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
     direction = 1.0 if rng.random() < 0.5 else -1.0
-    s = (rng.uniform(0, arc[-1]) + direction * speed * k) % arc[-1]
-    ang = np.interp(s, arc, phi)
-    xy = c + r * np.stack([np.cos(ang), np.sin(ang)], 1)
-    tangent = direction * np.stack([-r[0] * np.sin(ang), r[1] * np.cos(ang)], 1)
-    heading = np.unwrap(np.arctan2(tangent[:, 1], tangent[:, 0]))
+    if course == "ellipse":
+        xy, tan = _ellipse_course(c, r, rng, direction, speed, k)
+    else:
+        xy, tan = _stadium_course(c, r, rng, direction, speed, k, kind)
+    heading = np.unwrap(np.arctan2(tan[:, 1], tan[:, 0]))
     if kind != "vehicle" and rng.random() < 0.6:
         # look across the place (towards the far side of the free zone's centre) rather than
         # along the course: the view then spans the place's depth

@@ -2,8 +2,8 @@
 ``out_dir/synth``, and how they enter training.
 
 An entry is a ``vode_ros.datasets.generate_sequence`` call (scene, trajectory, n_frames, size,
-seed, textures, fov_deg, look, supersample) plus the data-source keys stride, weight and frames,
-and two of its own: ``poses: true`` warps its triplets with the exact poses it was rendered at
+seed, textures, fov_deg, look, supersample, course) plus the data-source keys stride, weight and
+frames, and two of its own: ``poses: true`` warps its triplets with the exact poses it was rendered at
 (its groundtruth.txt, as a geometric trajectory), and ``count: N`` stands for N sequences, seeds
 ``seed .. seed + N - 1``, the i-th of scene ``scenes[i % len(scenes)]`` and trajectory
 ``trajectories[(i // len(scenes)) % len(trajectories)]``, so one entry describes a world of

@@ -69,7 +69,8 @@ MYPY ?= $(VENV)/bin/mypy
 LINT_PATHS := vode_ros test tools launch setup.py
 # The core: plain modules on numpy/OpenCV/ONNX Runtime, type-checked (mypy section of setup.cfg)
 MYPY_FILES := $(wildcard $(addprefix vode_ros/,camera.py geometry.py imaging.py inference.py \
-                config.py config_values.py config_files.py errors.py files.py progress.py multiview.py model_file.py \
+                config.py config_tracking.py config_loop_closure.py config_values.py config_files.py \
+                errors.py files.py progress.py multiview.py model_file.py \
                 message_fields.py))
 
 .PHONY: help venv test test-core lint demo lock colcon clean distclean

@@ -4,11 +4,23 @@ and checked against its range and choices (the rules every override of the schem
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import field
 from typing import Any, Mapping
 
 import yaml
 
 from vode_ros.errors import ConfigError
+
+
+def param(default, description: str, *, low=None, high=None, choices=None, node_only=False):
+    """A parameter of the schema: a dataclass field with its default and what the node declares
+    about it (description, range, choices, whether only the node has it)."""
+    meta = {"description": description, "low": low, "high": high, "choices": choices,
+            "node_only": node_only}
+    if isinstance(default, list):
+        frozen = tuple(default)
+        return field(default_factory=lambda: list(frozen), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def field_names(obj) -> set:

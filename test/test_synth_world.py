@@ -142,6 +142,23 @@ def test_a_sequence_of_a_place_reads_back_with_its_exact_depth(tmp_path):
     assert np.abs(f.gt_depth[ok] - exact[ok]).max() < 2e-4     # the PNG's 0.2 mm steps
 
 
+def test_vode_synth_renders_the_course_it_is_asked_for(tmp_path):
+    """`vode synth --course ellipse` writes the ellipse's poses (the earlier sequences'), the
+    default the stadium's, and says which in synth.json."""
+    from vode_ros.cli import main
+    scene = make_place("town", 3, ["procedural"])
+    for course in ("ellipse", "stadium"):
+        out = tmp_path / course
+        args = ["synth", str(out), "--scene", "town", "--trajectory", "vehicle", "--frames",
+                "40", "--width", "48", "--height", "32", "--seed", "3", "--textures",
+                "procedural"] + (["--course", course] if course == "ellipse" else [])
+        assert main(args) == 0
+        assert json.loads((out / "synth.json").read_text())["course"] == course
+        gt = np.loadtxt(out / "groundtruth.txt", comments="#")[:, 1:4]
+        want = robot_path(scene, "vehicle", 40, seed=3, course=course)[:, :3, 3]
+        assert np.abs(gt - want).max() < 1e-6, course
+
+
 def test_the_camera_look_meters_dark_and_bright_scenes_to_its_level():
     """A look with an auto-exposure level brings a dim and a bright rendering to about the same
     mean (a real camera meters its scene), follows a change of brightness over a few frames,

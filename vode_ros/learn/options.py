@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from vode_ros.config import _p
+from vode_ros.config_values import param as _p
 from vode_ros.errors import VodeError
 
 

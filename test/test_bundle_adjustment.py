@@ -113,6 +113,23 @@ def test_time_budget_and_too_little_to_adjust():
     assert bundle_adjust(Tn, Xn[:5], rn[:5], FOCAL) is None
 
 
+def test_a_window_without_baseline_is_left_finite():
+    """Keyframes that did not move (a camera turning on the spot): the points' depths are not
+    determined; the adjustment must neither fail nor hand back a non-finite pose or point."""
+    T, X, rays = _window(seed=6)
+    T[:, :3, 3] = 0.0                               # every keyframe at the origin
+    for k in range(len(T)):
+        Xc = X @ T[k, :3, :3]
+        seen = np.isfinite(rays[:, k, 0])
+        rays[seen, k] = Xc[seen] / np.linalg.norm(Xc[seen], axis=1, keepdims=True)
+    res = bundle_adjust(T, X, rays, FOCAL, max_iterations=10, max_ms=5000)
+    assert res is not None
+    assert np.all(np.isfinite(res.poses))
+    assert np.all(np.isfinite(res.points[res.adjusted]))
+    rot, _ = _pose_errors(res.poses, T)
+    assert rot.max() < 0.1                          # the rotations were exact: they stay
+
+
 def test_the_tracker_keeps_the_adjusted_points_depths_at_the_newest_keyframe():
     """After an adjustment the map points are rescaled about the newest keyframe so that their
     median depth there is what it was (the next keyframe's scale is measured on those depths),

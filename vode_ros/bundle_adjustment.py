@@ -14,9 +14,10 @@ seen so far.
 Written here rather than with gtsam (a dependency, used for the loop-closure pose graph): the
 same problem in gtsam (``GenericProjectionFactorCal3_S2`` under a Huber kernel, held keyframes
 as equality constraints, Levenberg-Marquardt, sequential Cholesky) reaches the same solution
-(7-Scenes 0-599 ATE 0.0386 m against 0.0387 m with an ample budget) but takes 27-38 ms at the
+(7-Scenes 0-599 ATE 0.0386 m against 0.0387 m with an ample budget) but takes 22-38 ms at the
 median per 7-Scenes keyframe window against 4-5 ms here, on 2 cores: over the 15 ms budget,
-where it stops short (7-Scenes 0.0497 m). docs/results.md, "Local bundle adjustment".
+where it stops short (7-Scenes 0.0518 m; 0.0497 m at 50 ms). docs/results.md, "Local bundle
+adjustment".
 
 Poses are ``T_world_camera`` (4x4); observations are unit rays in each keyframe's camera frame
 (``(N, W, 3)``, NaN where a point is not seen: the tracker's ``Tracks.obs``).

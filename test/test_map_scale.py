@@ -53,3 +53,79 @@ def test_combination_weighs_by_inverse_variance():
     # one without an error estimate drops out; none at all: the geometric mean
     assert _combine(1.0, float("inf"), 4.0, 0.1) == pytest.approx(4.0)
     assert _combine(1.0, float("inf"), 4.0, float("inf")) == pytest.approx(2.0)
+
+
+def _turning_pair(rotation_error: float):
+    """A keyframe pair turning 18 degrees with a small translation, triangulated with the
+    rotation estimated ``rotation_error`` (relative) too large, as a slightly wrong focal
+    length makes it: (TwoView, the true depths in the keyframe over the unit-baseline ones)."""
+    from scipy.spatial.transform import Rotation
+
+    from vode_ros.multiview import TwoView, triangulate
+    rng = np.random.default_rng(3)
+    X0 = np.c_[rng.uniform(-0.6, 0.6, (300, 2)), np.ones(300)] * rng.uniform(1.0, 10.0, (300, 1))
+    rv = np.radians([0.0, 18.0, 3.0])
+    R, t = Rotation.from_rotvec(rv).as_matrix(), np.array([0.12, 0.0, 0.04])
+    X1 = X0 @ R.T + t
+    x0, x1 = X0[:, :2] / X0[:, 2:], X1[:, :2] / X1[:, 2:]
+    seen = (np.abs(x1) < 0.6).all(1)
+    R_est = Rotation.from_rotvec(rv * (1 + rotation_error)).as_matrix()
+    X, z1, angle = triangulate(R_est, t / np.linalg.norm(t), x0[seen], x1[seen])
+    two = TwoView(R_est, t / np.linalg.norm(t), np.ones(seen.sum(), bool), int(seen.sum()),
+                  X, z1, angle)
+    return two, X0[seen, 2] / X[:, 2]
+
+
+def test_scale_points_leave_out_low_parallax_against_the_turn():
+    """With the turn's rotation 1 % off, the low-parallax points' depths are off by tens of
+    percent: the scale measured on the points whose parallax is large against the turn
+    (``pose.triangulation_angle_per_turn``) is several times nearer the truth than on all."""
+    from types import SimpleNamespace
+
+    from vode_ros.config import PoseConfig
+    from vode_ros.tracker import GeometricPose
+
+    two, truth_ratio = _turning_pair(0.01)
+    cfg = PoseConfig()
+    assert cfg.triangulation_angle_per_turn == pytest.approx(0.1)
+    n = len(truth_ratio)
+    idx = np.arange(n)
+    mapped = SimpleNamespace(cfg=cfg, tracks=SimpleNamespace(Xw=np.ones((n, 3))))
+    chosen = GeometricPose._scale_points(mapped, two, idx, 30)
+    every = two.angle >= cfg.min_triangulation_angle_deg
+    assert 15 <= chosen.sum() < every.sum()
+    assert np.all(two.angle[chosen] >= 1.8 - 1e-6)          # a tenth of the 18.2-degree turn
+    base = np.linalg.norm([0.12, 0.0, 0.04])
+    err_chosen = abs(np.log(np.median(truth_ratio[chosen]) / base))
+    err_every = abs(np.log(np.median(truth_ratio[every]) / base))
+    assert err_every > 0.1 and err_chosen < err_every / 2, (err_chosen, err_every)
+    # exact geometry: both give the true scale
+    exact, ratio = _turning_pair(0.0)
+    sel = GeometricPose._scale_points(mapped, exact, np.arange(len(ratio)), 30)
+    assert np.median(ratio[sel]) == pytest.approx(base, rel=1e-6)
+
+
+def test_scale_points_keep_every_point_where_too_few_remain():
+    """Too few wide-parallax points on the map (the step would lose its link to the map), or
+    the setting at 0: the scale is measured on every point of the minimum angle."""
+    from types import SimpleNamespace
+
+    from vode_ros.config import PoseConfig
+    from vode_ros.tracker import GeometricPose
+
+    two, _ = _turning_pair(0.01)
+    n = len(two.angle)
+    every = two.angle >= PoseConfig().min_triangulation_angle_deg
+    Xw = np.full((n, 3), np.nan)
+    Xw[two.angle < 1.0] = 1.0                # only low-parallax points are on the map
+    few = SimpleNamespace(cfg=PoseConfig(), tracks=SimpleNamespace(Xw=Xw))
+    np.testing.assert_array_equal(GeometricPose._scale_points(few, two, np.arange(n), 30), every)
+    # asking for more inliers than the wide-parallax points can give
+    mapped = SimpleNamespace(cfg=PoseConfig(), tracks=SimpleNamespace(Xw=np.ones((n, 3))))
+    np.testing.assert_array_equal(GeometricPose._scale_points(mapped, two, np.arange(n), 400),
+                                  every)
+    off = PoseConfig()
+    off.triangulation_angle_per_turn = 0.0
+    plain = SimpleNamespace(cfg=off, tracks=SimpleNamespace(Xw=np.ones((n, 3))))
+    np.testing.assert_array_equal(GeometricPose._scale_points(plain, two, np.arange(n), 30),
+                                  every)

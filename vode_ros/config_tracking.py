@@ -87,6 +87,12 @@ class PoseConfig:
     min_triangulation_angle_deg: float = _p(
         0.3, "Triangulated points with a smaller parallax angle (degrees) are not mapped.",
         low=0.0, high=90.0)
+    triangulation_angle_per_turn: float = _p(
+        0.1, "A keyframe step's scale is measured on the new points whose parallax angle is at "
+        "least this fraction of the rotation from the keyframe (an error in the rotation grows "
+        "with the turn: an approximate camera model, rolling shutter, blur), where enough such "
+        "points remain; 0 measures it on every point of pose.min_triangulation_angle_deg.",
+        low=0.0, high=1.0)
     min_shared_points: int = _p(
         15, "Map points shared with a two-view triangulation needed to carry the map's scale to "
         "it (fewer: the new points keep the previous median scene depth).", low=3, high=100000)

@@ -9,6 +9,7 @@ from collections import deque
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.fast_motion import FastMotion
@@ -433,7 +434,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
             return None, None
         idx = sel[two.inliers]
         X0 = two.X0           # finite and in front of both cameras (``essential_pose``)
-        good = two.angle >= c.min_triangulation_angle_deg
+        good = self._scale_points(two, idx, need)
         if good.sum() < need // 2:
             step.note = f"essential matrix: {int(good.sum())} points triangulate"
             return None, None
@@ -446,6 +447,27 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         step.method, step.scale_method = "essential", how
         step.inliers, step.inlier_ratio = two.n_inliers, two.n_inliers / max(len(sel), 1)
         return self.kf.world @ invert(make_transform(two.R, two.t * s)), outliers
+
+    def _scale_points(self, two: TwoView, idx: np.ndarray, need: int) -> np.ndarray:
+        """Which of the two-view inliers ``idx`` the step's scale is measured on: those with a
+        parallax angle of at least ``pose.min_triangulation_angle_deg`` and, where at least
+        ``need // 2`` of them (``pose.min_shared_points`` of those on the map) remain, of at
+        least ``pose.triangulation_angle_per_turn`` times the rotation between the two views.
+        A rotation's error grows with the turn (the camera model, rolling shutter, blur), and
+        near the turn's own size it moves every depth of a low-parallax point, so the scale is
+        measured on the points whose parallax is large against the turn; without enough of
+        them it stays on every point (a step left unlinked from the map is worse)."""
+        c = self.cfg
+        good = two.angle >= c.min_triangulation_angle_deg
+        if c.triangulation_angle_per_turn <= 0:
+            return good
+        turn_deg = float(np.degrees(Rotation.from_matrix(two.R).magnitude()))
+        strict = two.angle >= max(c.min_triangulation_angle_deg,
+                                  c.triangulation_angle_per_turn * turn_deg)
+        if strict.sum() >= need // 2 and \
+                np.isfinite(self.tracks.Xw[idx[strict], 2]).sum() >= c.min_shared_points:
+            return strict
+        return good
 
     def _pnp(self, mapped: np.ndarray, step: Step, K: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:

@@ -129,3 +129,40 @@ def test_scale_points_keep_every_point_where_too_few_remain():
     plain = SimpleNamespace(cfg=off, tracks=SimpleNamespace(Xw=np.ones((n, 3))))
     np.testing.assert_array_equal(GeometricPose._scale_points(plain, two, np.arange(n), 30),
                                   every)
+
+
+def _scale_state(speeds, limit=None):
+    """What ``MapScale._believable`` reads of the tracker: a keyframe 0.2 s before the frame,
+    the recent speeds (map units per second)."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from vode_ros.config import PoseConfig
+    cfg = PoseConfig()
+    if limit is not None:
+        cfg.max_speed_change = limit
+    return SimpleNamespace(cfg=cfg, speeds=deque(speeds, maxlen=10), last_stamp=1_200_000_000,
+                           kf=SimpleNamespace(stamp_ns=1_000_000_000))
+
+
+def test_a_hundredfold_keyframe_scale_takes_the_recent_speed():
+    """Moving steadily at 0.5 units/s, a keyframe 0.2 s later expects a step of 0.1 units:
+    a shared-point scale of 10 (a hundred times that) or of 0.001 is not believed and the
+    recent speed carries the step; 2 or 0.01 (twenty and a tenth) stand."""
+    from vode_ros.map_scale import MapScale
+    state = _scale_state([0.45, 0.5, 0.55, 0.5, 0.5])
+    assert MapScale._believable(state, 10.0, "shared points") == (pytest.approx(0.1),
+                                                                   "recent speed")
+    assert MapScale._believable(state, 0.001, "shared points") == (pytest.approx(0.1),
+                                                                    "recent speed")
+    assert MapScale._believable(state, 2.0, "shared points") == (2.0, "shared points")
+    assert MapScale._believable(state, 0.01, "shared points") == (0.01, "shared points")
+
+
+def test_the_speed_check_stands_aside_without_steady_motion():
+    """A camera that stood still on one of the last five frames (starting off), fewer than five
+    speeds, or the check off (0): the scale stands, however large."""
+    from vode_ros.map_scale import MapScale
+    for state in (_scale_state([0.5, 0.5, 0.0, 0.5, 0.5]), _scale_state([0.5, 0.5, 0.5, 0.5]),
+                  _scale_state([0.5] * 5, limit=0.0)):
+        assert MapScale._believable(state, 10.0, "shared points") == (10.0, "shared points")

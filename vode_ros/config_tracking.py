@@ -93,6 +93,10 @@ class PoseConfig:
         "with the turn: an approximate camera model, rolling shutter, blur), where enough such "
         "points remain; 0 measures it on every point of pose.min_triangulation_angle_deg.",
         low=0.0, high=1.0)
+    max_speed_change: float = _p(
+        50.0, "A keyframe step whose shared-point scale implies a speed more than this many "
+        "times the median of the last five frames' (all moving), or less than its inverse, "
+        "takes that recent speed instead; 0 turns the check off.", low=0.0, high=1.0e6)
     min_shared_points: int = _p(
         15, "Map points shared with a two-view triangulation needed to carry the map's scale to "
         "it (fewer: the new points keep the previous median scene depth).", low=3, high=100000)

@@ -47,11 +47,11 @@ class MapScale:
                                                  1.0 / K[0, 0])
             s_map = float(t @ two.t) if t is not None else float("nan")
             if np.isfinite(s_depth) and np.isfinite(s_map) and s_map > 0:
-                return _combine(s_depth, _log_ratio_sigma(Xk[:, 2], z[shared]), s_map,
-                                float(np.sqrt(max(two.t @ cov @ two.t, 0.0))) / s_map), \
-                    "shared points"
+                return self._believable(_combine(
+                    s_depth, _log_ratio_sigma(Xk[:, 2], z[shared]), s_map,
+                    float(np.sqrt(max(two.t @ cov @ two.t, 0.0))) / s_map), "shared points")
             if np.isfinite(s_depth):
-                return s_depth, "shared points"
+                return self._believable(s_depth, "shared points")
         # no map in common: the learned depth at the keyframe, in the map's unit as the recent
         # keyframes with a map measured it (the network's depth holds from one view to the
         # next where the scene's median depth does not: a turn from a wall to a street)
@@ -68,6 +68,23 @@ class MapScale:
             d = learned[np.isfinite(learned) & (learned > 0)]
             target = float(np.median(d)) if len(d) else None
         return (target or 1.0) / float(np.median(z)), "median depth"
+
+    def _believable(self, s: float, how: str) -> tuple[float, str]:
+        """The step's scale ``s`` found ``how``, unless the camera has been moving on each of
+        the last five frames and ``s`` implies a speed more than ``pose.max_speed_change``
+        times their median, or less than its inverse: then the recent speed carries the step
+        (a burst's low-parallax points triangulated through a wrong rotation can make the
+        shared-point scale a hundred times too large; a camera moving steadily does not
+        change its speed so much between two keyframes)."""
+        limit = self.cfg.max_speed_change
+        recent = list(self.speeds)[-5:]
+        if limit <= 0 or len(recent) < 5 or min(recent) <= 0 or self.last_stamp is None:
+            return s, how
+        dt = (self.last_stamp - self.kf.stamp_ns) * 1e-9
+        expected = float(np.median(recent)) * dt
+        if dt <= 0 or expected / limit <= s <= expected * limit:
+            return s, how
+        return expected, "recent speed"
 
     def _ground_rescale(self, vc: View, T_w_cur: np.ndarray, stamp_ns: int) -> np.ndarray:
         """Scale source 'ground': measure the camera height over the road between the last

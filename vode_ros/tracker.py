@@ -9,7 +9,6 @@ from collections import deque
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from vode_ros.config import FlowConfig, PoseConfig
 from vode_ros.fast_motion import FastMotion
@@ -22,7 +21,7 @@ from vode_ros.flow import (
     track_lk,
     working_grey,
 )
-from vode_ros.geometry import invert, make_transform, transform_points
+from vode_ros.geometry import invert, make_transform, rotation_angle_deg, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.map_scale import MapScale
 from vode_ros.motion_prior import MotionPrior
@@ -461,7 +460,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         good = two.angle >= c.min_triangulation_angle_deg
         if c.triangulation_angle_per_turn <= 0:
             return good
-        turn_deg = float(np.degrees(Rotation.from_matrix(two.R).magnitude()))
+        turn_deg = rotation_angle_deg(two.R)
         strict = two.angle >= max(c.min_triangulation_angle_deg,
                                   c.triangulation_angle_per_turn * turn_deg)
         if strict.sum() >= need // 2 and \

@@ -565,6 +565,30 @@ def test_a_turn_that_leaves_the_map_behind_keeps_the_scale(tmp_path):
     assert after / before > 0.65, (before, after)      # was 0.49
 
 
+def test_a_keyframe_placed_by_rotation_alone_triangulates_nothing(tmp_path):
+    """A hand-held camera in a home turns 16 deg a frame for three frames while it walks on:
+    too few tracks are left, and the frame that becomes a keyframe has only the rotation-only
+    pose (its position held). Triangulated from there against the window's keyframes, every
+    track's point moved (the map's depth fell to a quarter of what it was) and every step
+    after the turn came out a quarter as long as before it. Such a keyframe now starts the window at
+    itself and triangulates nothing; the map points it has carry the scale through."""
+    from vode_ros.datasets import generate_sequence
+    from vode_ros.offline import RunOptions, run
+
+    seq = generate_sequence(tmp_path / "seq", scene="home", trajectory="handheld", n_frames=200,
+                            seed=14, look=True)
+    out = tmp_path / "run"
+    run(str(seq), out, load_config(None, ["models.providers=[CPUExecutionProvider]",
+                                          "depth.source=network"]),
+        RunOptions(frames="0:90", quiet=True))
+    traj = np.loadtxt(out / "trajectory.txt", comments="#")
+    gt = np.loadtxt(seq / "groundtruth.txt", comments="#")[:90]
+    assert np.isfinite(traj).all() and len(traj) == len(gt) == 90
+    steps = _step_lengths(traj, gt)
+    before, after = np.median(steps[30:58]), np.median(steps[66:])
+    assert after / before > 0.7, (before, after)       # was 0.27
+
+
 def _corridor_turn_step_scales(carry: bool) -> tuple[float, float, list[str]]:
     """A turn in the corridor with the learned depth (here the exact depth times 3: relative,
     the unit is arbitrary); at frame 30 every map point is dropped, as when all of them have

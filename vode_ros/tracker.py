@@ -291,7 +291,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
             t2 = time.perf_counter()
             self._keep(~drop)
             self._answer = None                  # a keyframe answers its own pose (the map's)
-            T = self._new_keyframe(cur, vc, T)
+            T = self._new_keyframe(cur, vc, T, placed=step.method != "rotation")
             step.keyframe = True
             timings["keyframe"] = (time.perf_counter() - t2) * 1e3
             if self.ba_ms is not None:
@@ -529,9 +529,23 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         return detect_features(grey, count, f.min_distance_px, existing=existing,
                                grid=(f.grid_cols, f.grid_rows), method=f.detector)
 
-    def _new_keyframe(self, cur: FrameData, vc: View, T_w_cur: np.ndarray) -> np.ndarray:
+    def _new_keyframe(self, cur: FrameData, vc: View, T_w_cur: np.ndarray,
+                      placed: bool = True) -> np.ndarray:
         """``cur`` becomes the keyframe: the window takes it, tracks seen from two keyframes of
-        the window or more are triangulated from all of them, features are topped up."""
+        the window or more are triangulated from all of them, features are topped up.
+
+        A keyframe not ``placed`` (the rotation-only pose, made a keyframe because too few
+        tracks are left: the orientation is measured, the position held where the camera
+        may have moved) starts the window again at itself and triangulates nothing: rays
+        from a held position against the earlier keyframes make points at any depth (after a
+        fast turn the map's scale fell 3.6 times this way), while the map points it already
+        has keep carrying the map's pose and scale to the next frames."""
+        if not placed:
+            self.tracks.slide_window(len(self.win))
+            self.win = [T_w_cur.copy()]
+            self.tracks.obs[:, 0] = bearings(self.tracks.px, vc.camera.K)
+            self.ba_ms = None
+            return self._keyframe_at(cur, vc, T_w_cur)
         if self.unlinked and len(self.win) > 1:
             # this step shares no map point with the window: its keyframes' geometry is not
             # tied to the new one's, so the window starts again at the keyframe
@@ -547,6 +561,11 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
             if self.ground is not None:
                 T_w_cur = self._ground_rescale(vc, T_w_cur, cur.stamp_ns)
             T_w_cur = self._bundle_adjust(vc.camera.K, T_w_cur)
+        return self._keyframe_at(cur, vc, T_w_cur)
+
+    def _keyframe_at(self, cur: FrameData, vc: View, T_w_cur: np.ndarray) -> np.ndarray:
+        """``cur`` at ``T_w_cur`` (already in the window) becomes the keyframe the next frames
+        are tracked from: its features topped up."""
         self.tracks.px_kf = self.tracks.px.copy()
         self.kf = Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)

@@ -49,6 +49,24 @@ def test_map_points_are_the_scenes_depth_up_to_one_scale(walk):
     assert ratios.std() / ratios.mean() < 0.1, ratios
 
 
+def test_process_writes_map_points_when_asked(walk, tmp_path):
+    """`vode process --map-points` writes the file a training source's map_points reads (the
+    same points as the run of the fixture); without the flag there is none."""
+    from vode_ros.cli import main
+    seq_path, path = walk
+    common = ["process", str(seq_path), "--save-depth", "0", "--quiet",
+              "--set", "models.providers=[CPUExecutionProvider]",
+              "--set", "pose.scale_source=triangulation"]
+    assert main(common + ["--out", str(tmp_path / "with"), "--map-points"]) == 0
+    assert main(common + ["--out", str(tmp_path / "without")]) == 0
+    points, expected = read_map_points(tmp_path / "with" / FILE_NAME), read_map_points(path)
+    assert points.keys() == expected.keys() and sum(len(z) >= 30 for _, z in points.values()) >= 20
+    for stamp, (px, z) in expected.items():
+        np.testing.assert_allclose(points[stamp][0], px, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(points[stamp][1], z, rtol=1e-4)
+    assert not (tmp_path / "without" / FILE_NAME).exists()
+
+
 def _learn_data():
     pytest.importorskip("torch")              # training's data module needs torch
     from vode_ros.learn import data

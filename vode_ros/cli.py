@@ -186,6 +186,10 @@ def _run_args(p) -> None:
                    help="wheel odometry, a TUM trajectory in metres (or, for a bag INPUT, its "
                    "nav_msgs/Odometry topic): the metric scale from the distance it travelled "
                    "(sets pose.scale_source=wheel_odom; its heading is not used)")
+    p.add_argument("--map-points", action="store_true",
+                   help="also write DIR/map_points.npz: the map points each frame sees (their "
+                   "pixels and depths in the odometry's unit), what a data source's map_points "
+                   "gives `vode train` as sparse depth")
     _config_args(p)
 
 
@@ -193,7 +197,7 @@ def _run_options(args):
     from vode_ros.offline import RunOptions
     return RunOptions(frames=args.frames, save_depth=args.save_depth, quiet=args.quiet,
                       config_file=args.config, overrides=list(args.set), out_bag=args.out_bag,
-                      wheel_odom=args.wheel_odom)
+                      wheel_odom=args.wheel_odom, map_points=args.map_points)
 
 
 def _add_process(sub):

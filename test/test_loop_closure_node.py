@@ -173,4 +173,5 @@ def test_failing_save_is_reported(tmp_path):
         assert "no keyframe map loaded at start-up" in node.log()
     finally:
         peer.close()
-        assert node.stop() == 0
+        rc = node.stop()
+        assert rc == 0, node.log()

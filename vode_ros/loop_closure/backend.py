@@ -214,17 +214,21 @@ class LoopClosure:
     # the thread
     # ============================================================================================
     def start(self) -> None:
+        """Start the thread. gtsam is imported here first, in the caller's thread (about 1 s,
+        and over 10 s on a loaded machine): imported inside the thread, a stop that came
+        during the import waited for it past any shutdown deadline, and an interpreter that
+        exited meanwhile aborted."""
         if self._thread is None:
+            try:
+                import gtsam  # noqa: F401 - here, not at the first loop
+            except ImportError:
+                pass
             self._thread = threading.Thread(target=self._run, name="vode_loop_closure",
                                             daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
         _lower_priority(getattr(self.cfg, "thread_priority", "normal"))
-        try:
-            import gtsam  # noqa: F401 - ~1 s on first import: here, not at the first loop
-        except ImportError:
-            pass
         while not self._stop.is_set():
             try:
                 item = self._queue.get(timeout=0.1)

@@ -542,11 +542,8 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         has keep carrying the map's pose and scale to the next frames."""
         if not placed:
             self.tracks.slide_window(len(self.win))
-            self.win = [T_w_cur.copy()]
-            self.tracks.obs[:, 0] = bearings(self.tracks.px, vc.camera.K)
-            self.ba_ms = None
-            return self._keyframe_at(cur, vc, T_w_cur)
-        if self.unlinked and len(self.win) > 1:
+            self.win = []
+        elif self.unlinked and len(self.win) > 1:
             # this step shares no map point with the window: its keyframes' geometry is not
             # tied to the new one's, so the window starts again at the keyframe
             self.tracks.slide_window(len(self.win) - 1)
@@ -555,17 +552,13 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
             self.win = self.win[1:]
             self.tracks.slide_window()
         self.win.append(T_w_cur.copy())
+        self.tracks.obs[:, len(self.win) - 1] = bearings(self.tracks.px, vc.camera.K)
         self.ba_ms = None
-        if len(self.tracks):
+        if placed and len(self.tracks):
             self._triangulate_window(vc.camera.K, T_w_cur)
             if self.ground is not None:
                 T_w_cur = self._ground_rescale(vc, T_w_cur, cur.stamp_ns)
             T_w_cur = self._bundle_adjust(vc.camera.K, T_w_cur)
-        return self._keyframe_at(cur, vc, T_w_cur)
-
-    def _keyframe_at(self, cur: FrameData, vc: View, T_w_cur: np.ndarray) -> np.ndarray:
-        """``cur`` at ``T_w_cur`` (already in the window) becomes the keyframe the next frames
-        are tracked from: its features topped up."""
         self.tracks.px_kf = self.tracks.px.copy()
         self.kf = Keyframe(cur.stamp_ns, T_w_cur.copy(), (vc.grey.shape[1], vc.grey.shape[0]),
                             cur.depth)
@@ -583,10 +576,10 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
 
     def _triangulate_window(self, K: np.ndarray, T_w_cur: np.ndarray) -> None:
         """Map points of the tracks from every keyframe of the window that saw them (the newest
-        is ``T_w_cur``); map points behind the new keyframe or off their track are dropped."""
+        is ``T_w_cur``, its rays already stored); map points behind the new keyframe or off
+        their track are dropped."""
         c, tr = self.cfg, self.tracks
         m = len(self.win)
-        tr.obs[:, m - 1] = bearings(tr.px, K)
         X, ang = triangulate_multiview(np.stack([T[:3, :3] for T in self.win]),
                                        np.stack([T[:3, 3] for T in self.win]),
                                        tr.obs[:, :m], 1.0 / (0.5 * (K[0, 0] + K[1, 1])))

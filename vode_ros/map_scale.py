@@ -10,7 +10,7 @@ from collections import deque
 import numpy as np
 
 from vode_ros.depth import sample_depth
-from vode_ros.geometry import invert, transform_points
+from vode_ros.geometry import invert, rotation_angle_deg, transform_points
 from vode_ros.multiview import (
     TwoView,
     bearings,
@@ -68,6 +68,27 @@ class MapScale:
             d = learned[np.isfinite(learned) & (learned > 0)]
             target = float(np.median(d)) if len(d) else None
         return (target or 1.0) / float(np.median(z)), "median depth"
+
+    def _scale_points(self, two: TwoView, idx: np.ndarray, need: int) -> np.ndarray:
+        """Which of the two-view inliers ``idx`` the step's scale is measured on: those with a
+        parallax angle of at least ``pose.min_triangulation_angle_deg`` and, where at least
+        ``need // 2`` of them (``pose.min_shared_points`` of those on the map) remain, of at
+        least ``pose.triangulation_angle_per_turn`` times the rotation between the two views.
+        A rotation's error grows with the turn (the camera model, rolling shutter, blur), and
+        near the turn's own size it moves every depth of a low-parallax point, so the scale is
+        measured on the points whose parallax is large against the turn; without enough of
+        them it stays on every point (a step left unlinked from the map is worse)."""
+        c = self.cfg
+        good = two.angle >= c.min_triangulation_angle_deg
+        if c.triangulation_angle_per_turn <= 0:
+            return good
+        turn_deg = rotation_angle_deg(two.R)
+        strict = two.angle >= max(c.min_triangulation_angle_deg,
+                                  c.triangulation_angle_per_turn * turn_deg)
+        if strict.sum() >= need // 2 and \
+                np.isfinite(self.tracks.Xw[idx[strict], 2]).sum() >= c.min_shared_points:
+            return strict
+        return good
 
     def _believable(self, s: float, how: str) -> tuple[float, str]:
         """The step's scale ``s`` found ``how``, unless the camera has been moving on each of

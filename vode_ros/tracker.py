@@ -21,7 +21,7 @@ from vode_ros.flow import (
     track_lk,
     working_grey,
 )
-from vode_ros.geometry import invert, make_transform, rotation_angle_deg, transform_points
+from vode_ros.geometry import invert, make_transform, transform_points
 from vode_ros.inference import ModelSpec, OnnxModel
 from vode_ros.map_scale import MapScale
 from vode_ros.motion_prior import MotionPrior
@@ -446,27 +446,6 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         step.method, step.scale_method = "essential", how
         step.inliers, step.inlier_ratio = two.n_inliers, two.n_inliers / max(len(sel), 1)
         return self.kf.world @ invert(make_transform(two.R, two.t * s)), outliers
-
-    def _scale_points(self, two: TwoView, idx: np.ndarray, need: int) -> np.ndarray:
-        """Which of the two-view inliers ``idx`` the step's scale is measured on: those with a
-        parallax angle of at least ``pose.min_triangulation_angle_deg`` and, where at least
-        ``need // 2`` of them (``pose.min_shared_points`` of those on the map) remain, of at
-        least ``pose.triangulation_angle_per_turn`` times the rotation between the two views.
-        A rotation's error grows with the turn (the camera model, rolling shutter, blur), and
-        near the turn's own size it moves every depth of a low-parallax point, so the scale is
-        measured on the points whose parallax is large against the turn; without enough of
-        them it stays on every point (a step left unlinked from the map is worse)."""
-        c = self.cfg
-        good = two.angle >= c.min_triangulation_angle_deg
-        if c.triangulation_angle_per_turn <= 0:
-            return good
-        turn_deg = rotation_angle_deg(two.R)
-        strict = two.angle >= max(c.min_triangulation_angle_deg,
-                                  c.triangulation_angle_per_turn * turn_deg)
-        if strict.sum() >= need // 2 and \
-                np.isfinite(self.tracks.Xw[idx[strict], 2]).sum() >= c.min_shared_points:
-            return strict
-        return good
 
     def _pnp(self, mapped: np.ndarray, step: Step, K: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:

@@ -97,6 +97,14 @@ class PoseConfig:
         50.0, "A keyframe step whose shared-point scale implies a speed more than this many "
         "times the median of the last five frames' (all moving), or less than its inverse, "
         "takes that recent speed instead; 0 turns the check off.", low=0.0, high=1.0e6)
+    map_from_learned_depth: bool = _p(
+        False, "pose.scale_source 'triangulation': a keyframe left with fewer than "
+        "pose.min_pnp_points map points (the tracks lost to a fast turn, a restart after a "
+        "loss) gives its tracks map points from the learned depth, in the map's unit as the "
+        "recent keyframes measured it, so PnP places the next frames (the rotation-only pose "
+        "holds the position while the camera moves on); triangulation replaces them where "
+        "the parallax allows. Off by default: it helps as far as the depth network fits the "
+        "place (docs/results.md); try it after `vode adapt`.")
     min_shared_points: int = _p(
         15, "Map points shared with a two-view triangulation needed to carry the map's scale to "
         "it (fewer: the new points keep the previous median scene depth).", low=3, high=100000)

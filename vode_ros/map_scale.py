@@ -137,7 +137,7 @@ class MapScale:
         if kf.depth is None:
             return
         tr = self.tracks
-        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
+        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]) & ~tr.lifted)   # the map's own
         if len(mapped) < self.cfg.min_shared_points:
             return
         z = transform_points(invert(kf.world), tr.Xw[mapped])[:, 2]
@@ -160,20 +160,45 @@ class MapScale:
                 return float(g[0])
         return 0.1 * self.map_median_depth if self.map_median_depth else None
 
-    def _lift_with_depth(self, frame: FrameData, view: View) -> None:
-        """Map points from the learned depth at the keyframe for the tracks without one (map
-        units = depth units when the depth is the scale source)."""
+    def _lift_keyframe(self, frame: FrameData, view: View, restart: bool = False) -> None:
+        """Map points from the learned depth for the new keyframe's tracks without one: always
+        with the learned depth as the scale source (its unit is the map's); else
+        (``pose.map_from_learned_depth``) after a restart, or where the keyframe has fewer
+        than ``pose.min_pnp_points`` map points, in the map's unit through the map's depth
+        over the learned depth at the recent keyframes (``map_per_network``; none before a
+        map has measured it). Without them the rotation-only pose held the position through
+        the frames after a fast turn while the camera moved on, and a map started again after
+        a loss took its unit from the scene's median depth."""
+        if self.scale_source == "depth":
+            self._lift_with_depth(frame, view, 1.0)
+        elif self.cfg.map_from_learned_depth and self.map_per_network is not None and (
+                restart or np.isfinite(self.tracks.Xw[:, 2]).sum() < self.cfg.min_pnp_points):
+            self._lift_with_depth(frame, view, self.map_per_network, need_structure=True)
+
+    def _lift_with_depth(self, frame: FrameData, view: View, factor: float,
+                         need_structure: bool = False) -> None:
+        """Map points from the learned depth at the keyframe, times ``factor``, for the
+        tracks without one. With ``need_structure`` (a triangulated map) they are marked
+        ``lifted``, not the map's own measurement (``map_points`` leaves them out), and a depth
+        that is the same at every track (no structure: a plane facing the camera, whatever
+        the scene) lifts nothing."""
         if frame.depth is None:
             return
         tr = self.tracks
-        miss = ~np.isfinite(tr.Xw[:, 2])
-        if not miss.any():
+        miss = np.flatnonzero(~np.isfinite(tr.Xw[:, 2]))
+        if not len(miss):
             return
-        d = sample_depth(frame.depth, tr.px_kf[miss], self.kf.size)
+        d = factor * sample_depth(frame.depth, tr.px_kf[miss], self.kf.size)
+        ok = np.isfinite(d) & (d > 0)
+        if need_structure and (ok.sum() < self.cfg.min_pnp_points or
+                               np.ptp(np.log(d[ok])) < 1e-3):
+            return
         X = bearings(tr.px_kf[miss], view.camera.K)
         X = X / X[:, 2:3] * d[:, None]
-        X[~(np.isfinite(d) & (d > 0))] = np.nan
+        X[~ok] = np.nan
         tr.Xw[miss] = transform_points(self.kf.world, X)
+        if need_structure:                 # the map is triangulated: these points are not
+            tr.lifted[miss] = ok
 
 
 def _log_ratio_sigma(reference: np.ndarray, estimate: np.ndarray) -> float:

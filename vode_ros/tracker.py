@@ -212,8 +212,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
             self.win = [vc.world.copy()]
             self.T_w_last = vc.world.copy()
             self.tracks.Xw[:] = np.nan
-            if self.scale_source == "depth":
-                self._lift_with_depth(cur, vc)
+            self._lift_keyframe(cur, vc, restart=True)
 
     def map_points(self, stamp_ns: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
         """The map points the frame ``stamp_ns`` sees, if it is the frame tracked last: (their
@@ -223,7 +222,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         if v is None or v.world is None or self.last_stamp != stamp_ns:
             return None
         tr = self.tracks
-        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
+        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]) & ~tr.lifted)
         Xc = transform_points(invert(v.world), tr.Xw[mapped])
         front = np.isfinite(Xc).all(1) & (Xc[:, 2] > 0)
         return (tr.px[mapped[front]].astype(np.float64), Xc[front, 2],
@@ -495,8 +494,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         self.win = [view.world.copy()]
         self._set_tracks(self._detect(view.grey, self.flow.max_features))
         self.kf_tracks = len(self.tracks)
-        if self.scale_source == "depth":
-            self._lift_with_depth(frame, view)
+        self._lift_keyframe(frame, view, restart=True)
         if self.ground is not None:
             self.ground.restart(view.grey, view.camera.K, view.world)
         self.last, self.last_stamp = view, frame.stamp_ns
@@ -548,8 +546,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         missing = self.flow.max_features - len(self.tracks)
         if missing > 0.1 * self.flow.max_features:
             self._append_tracks(self._detect(vc.grey, missing, existing=self.tracks.px))
-        if self.scale_source == "depth":
-            self._lift_with_depth(cur, vc)
+        self._lift_keyframe(cur, vc)
         self.kf_tracks = len(self.tracks)
         return T_w_cur
 
@@ -564,6 +561,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
                                        tr.obs[:, :m], 1.0 / (0.5 * (K[0, 0] + K[1, 1])))
         good = np.isfinite(X[:, 2]) & (ang >= c.min_triangulation_angle_deg)
         tr.Xw[good] = X[good]
+        tr.lifted[good] = False
         mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]))
         if len(mapped):                # a map point behind the camera or off its track is wrong
             Xc = transform_points(invert(T_w_cur), tr.Xw[mapped])

@@ -21,6 +21,12 @@ class Tracks:
     vel: np.ndarray               # (N, 2) float32: last image motion, NaN when new
     Xw: np.ndarray                # (N, 3): map point in the backend's world, NaN: none
     obs: np.ndarray               # (N, W, 3): unit ray in each keyframe of the window, NaN: unseen
+    lifted: np.ndarray | None = None  # (N,) bool: the map point is the learned depth's, not
+    #                                   triangulated (None: none is)
+
+    def __post_init__(self) -> None:
+        if self.lifted is None:
+            self.lifted = np.zeros(len(self.px), bool)
 
     @classmethod
     def detected(cls, pts: np.ndarray, window: int) -> Tracks:
@@ -37,7 +43,7 @@ class Tracks:
     def kept(self, mask: np.ndarray) -> Tracks:
         """The tracks selected by ``mask`` (bool or indices)."""
         return Tracks(self.px[mask], self.px_kf[mask], self.vel[mask], self.Xw[mask],
-                      self.obs[mask])
+                      self.obs[mask], self.lifted[mask])
 
     def slide_window(self, n: int = 1) -> None:
         """The ``n`` oldest keyframes leave the window: their rays go, empty columns come last."""
@@ -47,7 +53,8 @@ class Tracks:
         """These tracks followed by ``more``."""
         return Tracks(*(np.concatenate([a, b]) for a, b in
                         ((self.px, more.px), (self.px_kf, more.px_kf), (self.vel, more.vel),
-                         (self.Xw, more.Xw), (self.obs, more.obs))))
+                         (self.Xw, more.Xw), (self.obs, more.obs),
+                         (self.lifted, more.lifted))))
 
 
 @dataclass

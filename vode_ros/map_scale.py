@@ -137,7 +137,7 @@ class MapScale:
         if kf.depth is None:
             return
         tr = self.tracks
-        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]) & ~tr.lifted)   # the map's own
+        mapped = np.flatnonzero(tr.triangulated)
         if len(mapped) < self.cfg.min_shared_points:
             return
         z = transform_points(invert(kf.world), tr.Xw[mapped])[:, 2]

@@ -222,7 +222,7 @@ class GeometricPose(MapScale, PoseRefinement, FastMotion):
         if v is None or v.world is None or self.last_stamp != stamp_ns:
             return None
         tr = self.tracks
-        mapped = np.flatnonzero(np.isfinite(tr.Xw[:, 2]) & ~tr.lifted)
+        mapped = np.flatnonzero(tr.triangulated)
         Xc = transform_points(invert(v.world), tr.Xw[mapped])
         front = np.isfinite(Xc).all(1) & (Xc[:, 2] > 0)
         return (tr.px[mapped[front]].astype(np.float64), Xc[front, 2],

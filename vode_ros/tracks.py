@@ -37,6 +37,11 @@ class Tracks:
         return cls(px, px.copy(), np.full((n, 2), np.nan, np.float32), np.full((n, 3), np.nan),
                    np.full((n, window, 3), np.nan))
 
+    @property
+    def triangulated(self) -> np.ndarray:
+        """(N,) bool: the tracks whose map point is the map's own (not ``lifted``)."""
+        return np.isfinite(self.Xw[:, 2]) & ~self.lifted
+
     def __len__(self) -> int:
         return len(self.px)
 

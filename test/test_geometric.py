@@ -544,23 +544,36 @@ def _step_lengths(traj: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return d(traj) / np.maximum(d(gt), 1e-9)
 
 
+def _synthetic_run_steps(tmp_path, name: str, scene: str, trajectory: str, n_frames: int,
+                         seed: int, run_frames: int | None = None, overrides=()) -> np.ndarray:
+    """``vode synth``'s sequence (``look`` on; made once in ``tmp_path``, then reused) run
+    offline over its first ``run_frames`` frames (all by default) with the shipped networks
+    and the network's depth: each frame's step length over the truth's (``_step_lengths``),
+    after checking that every pose is finite and every frame answered."""
+    from vode_ros.datasets import generate_sequence
+    from vode_ros.offline import RunOptions, run
+
+    seq = tmp_path / "seq"
+    if not (seq / "groundtruth.txt").exists():
+        generate_sequence(seq, scene=scene, trajectory=trajectory, n_frames=n_frames, seed=seed,
+                          look=True)
+    n = n_frames if run_frames is None else run_frames
+    out = tmp_path / name
+    run(str(seq), out, load_config(None, ["models.providers=[CPUExecutionProvider]",
+                                          "depth.source=network", *overrides]),
+        RunOptions(frames=None if run_frames is None else f"0:{run_frames}", quiet=True))
+    traj = np.loadtxt(out / "trajectory.txt", comments="#")
+    gt = np.loadtxt(seq / "groundtruth.txt", comments="#")[:n]
+    assert np.isfinite(traj).all() and len(traj) == len(gt) == n
+    return _step_lengths(traj, gt)
+
+
 def test_a_turn_that_leaves_the_map_behind_keeps_the_scale(tmp_path):
     """A car's U-turn in a street (20 deg a frame at its peak): every map point leaves the view
     and the next map is scaled by the scene's median depth alone. Its keyframes are not tied to
     the window's older ones, so the window starts again there; triangulating the new tracks with
     the old keyframes as well halved the scale of everything after the turn."""
-    from vode_ros.datasets import generate_sequence
-    from vode_ros.offline import RunOptions, run
-
-    seq = generate_sequence(tmp_path / "seq", scene="town", trajectory="vehicle", n_frames=90,
-                            seed=12, look=True)
-    out = tmp_path / "run"
-    run(str(seq), out, load_config(None, ["models.providers=[CPUExecutionProvider]",
-                                          "depth.source=network"]), RunOptions(quiet=True))
-    traj = np.loadtxt(out / "trajectory.txt", comments="#")
-    gt = np.loadtxt(seq / "groundtruth.txt", comments="#")
-    assert np.isfinite(traj).all() and len(traj) == len(gt) == 90
-    steps = _step_lengths(traj, gt)
+    steps = _synthetic_run_steps(tmp_path, "run", "town", "vehicle", 90, 12)
     before, after = np.median(steps[5:55]), np.median(steps[70:])
     assert after / before > 0.65, (before, after)      # was 0.49
 
@@ -572,19 +585,7 @@ def test_a_keyframe_placed_by_rotation_alone_triangulates_nothing(tmp_path):
     track's point moved (the map's depth fell to a quarter of what it was) and every step
     after the turn came out a quarter as long as before it. Such a keyframe now starts the window at
     itself and triangulates nothing; the map points it has carry the scale through."""
-    from vode_ros.datasets import generate_sequence
-    from vode_ros.offline import RunOptions, run
-
-    seq = generate_sequence(tmp_path / "seq", scene="home", trajectory="handheld", n_frames=200,
-                            seed=14, look=True)
-    out = tmp_path / "run"
-    run(str(seq), out, load_config(None, ["models.providers=[CPUExecutionProvider]",
-                                          "depth.source=network"]),
-        RunOptions(frames="0:90", quiet=True))
-    traj = np.loadtxt(out / "trajectory.txt", comments="#")
-    gt = np.loadtxt(seq / "groundtruth.txt", comments="#")[:90]
-    assert np.isfinite(traj).all() and len(traj) == len(gt) == 90
-    steps = _step_lengths(traj, gt)
+    steps = _synthetic_run_steps(tmp_path, "run", "home", "handheld", 200, 14, run_frames=90)
     before, after = np.median(steps[30:58]), np.median(steps[66:])
     assert after / before > 0.7, (before, after)       # was 0.27
 
@@ -595,22 +596,11 @@ def test_the_frames_after_a_fast_turn_are_placed_on_map_points_from_the_learned_
     The rotation-only pose then held the position for eight frames while the camera moved on
     (their motion lost). That keyframe's tracks now get map points from the learned depth in
     the map's unit, and PnP places those frames."""
-    from vode_ros.datasets import generate_sequence
-    from vode_ros.offline import RunOptions, run
-
-    seq = generate_sequence(tmp_path / "seq", scene="office", trajectory="handheld",
-                            n_frames=200, seed=107, look=True)
-    gt = np.loadtxt(seq / "groundtruth.txt", comments="#")[:90]
     held = {}
     for lift in (True, False):
-        out = tmp_path / f"run-{lift}"
-        run(str(seq), out, load_config(None, ["models.providers=[CPUExecutionProvider]",
-                                              "depth.source=network",
-                                              f"pose.map_from_learned_depth={lift}"]),
-            RunOptions(frames="0:90", quiet=True))
-        traj = np.loadtxt(out / "trajectory.txt", comments="#")
-        assert np.isfinite(traj).all() and len(traj) == len(gt) == 90
-        steps = _step_lengths(traj, gt)
+        steps = _synthetic_run_steps(tmp_path, f"run-{lift}", "office", "handheld", 200, 107,
+                                     run_frames=90,
+                                     overrides=[f"pose.map_from_learned_depth={lift}"])
         before = np.median(steps[30:58])                     # the turn is frames 61-63
         held[lift] = int((steps[62:] < 0.05 * before).sum())
         if lift:
@@ -624,68 +614,66 @@ def test_a_restart_after_a_loss_places_the_next_frames_on_the_learned_depth():
     again at the next frame. Its tracks get map points from the learned depth in the old map's
     unit, so PnP places the frames that follow at once; without them the rotation-only pose
     held them until the parallax started a new map, whose first step then made up for all."""
+    def black_frame(i, geo, img):
+        return np.zeros_like(img) if i == 30 else img          # the loss
+
     ratios = {}
     for lift in (True, False):
-        cfg = load_config(None, ["pose.scale_source=triangulation",
-                                 "pose.relocalisation_keyframes=0",
-                                 f"pose.map_from_learned_depth={lift}"])
-        geo = GeometricPose(cfg.pose, cfg.flow, mf.depth_spec())
-        scene = synth.make_scene("corridor", seed=1)
-        poses = synth.make_trajectory(scene, "turn", 45, seed=2)
-        renderer = synth.Renderer(scene, CAM)
-        prev, P = None, [np.eye(4)]
-        for i, T in enumerate(poses):
-            img, depth = renderer.render(T)
-            if i == 30:
-                img = np.zeros_like(img)                     # the loss
-            d = 3.0 * cv2.resize(np.nan_to_num(depth), (64, 48),
-                                 interpolation=cv2.INTER_NEAREST)
-            cur = FrameData(1_000_000_000 + i * 33_333_333, img, CAM,
-                            depth=np.where(d > 0, d, np.nan).astype(np.float32))
-            if prev is not None:
-                res = geo.estimate(prev, cur)
-                assert np.isfinite(res.T).all()
-                P.append(P[-1] @ (res.T if res.ok else np.eye(4)))
-            prev = cur
-        est, gt = np.array(P), relative(poses)
-        steps = np.linalg.norm(np.diff(est[:, :3, 3], axis=0), axis=1) / \
-            np.maximum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1), 1e-9)
+        steps, _, _ = _corridor_turn_walk(
+            ["pose.relocalisation_keyframes=0", f"pose.map_from_learned_depth={lift}"], 45,
+            black_frame)
         ratios[lift] = steps[31:33] / np.median(steps[5:28])  # the two frames after the restart
     np.testing.assert_allclose(ratios[True], 1.0, atol=0.15)
     assert (ratios[False] < 0.05).all(), ratios[False]
 
 
-def _corridor_turn_step_scales(carry: bool) -> tuple[float, float, list[str]]:
-    """A turn in the corridor with the learned depth (here the exact depth times 3: relative,
-    the unit is arbitrary); at frame 30 every map point is dropped, as when all of them have
-    left the view. Returns the median step length over the truth's before and after, and the
-    scale methods used after the drop. ``carry`` False forgets the map's ratio to the learned
-    depth, so the scene's median depth alone scales the next map."""
-    cfg = load_config(None, ["pose.scale_source=triangulation"])
+def _corridor_turn_walk(overrides, n_frames: int, event) -> tuple[np.ndarray, list[bool],
+                                                                  list[str]]:
+    """The geometric tracker (``pose.scale_source`` triangulation plus ``overrides``) down a
+    turn in the corridor with the learned depth (here the exact depth times 3: relative, the
+    unit is arbitrary); ``event(i, tracker, image)`` returns frame ``i``'s image (and may act
+    on the tracker first). Returns each frame's step length over the truth's (a frame that
+    fails does not move), whether each estimate was ok, and the scale methods from frame 30
+    on. Every pose is checked finite."""
+    cfg = load_config(None, ["pose.scale_source=triangulation", *overrides])
     geo = GeometricPose(cfg.pose, cfg.flow, mf.depth_spec())
     scene = synth.make_scene("corridor", seed=1)
-    poses = synth.make_trajectory(scene, "turn", 60, seed=2)
+    poses = synth.make_trajectory(scene, "turn", n_frames, seed=2)
     renderer = synth.Renderer(scene, CAM)
-    prev, P, methods = None, [np.eye(4)], []
+    prev, P, oks, methods = None, [np.eye(4)], [], []
     for i, T in enumerate(poses):
         img, depth = renderer.render(T)
+        img = event(i, geo, img)
         d = 3.0 * cv2.resize(np.nan_to_num(depth), (64, 48), interpolation=cv2.INTER_NEAREST)
         cur = FrameData(1_000_000_000 + i * 33_333_333, img, CAM,
                         depth=np.where(d > 0, d, np.nan).astype(np.float32))
-        if i == 30:
-            geo.tracks.Xw[:] = np.nan
-            if not carry:
-                geo.network_ratios.clear()
         if prev is not None:
             res = geo.estimate(prev, cur)
-            assert res.ok and np.isfinite(res.T).all()
-            P.append(P[-1] @ res.T)
+            assert np.isfinite(res.T).all()
+            oks.append(res.ok)
+            P.append(P[-1] @ (res.T if res.ok else np.eye(4)))
             if i >= 30 and geo.last_step.scale_method:
                 methods.append(geo.last_step.scale_method)
         prev = cur
     est, gt = np.array(P), relative(poses)
     steps = np.linalg.norm(np.diff(est[:, :3, 3], axis=0), axis=1) / \
         np.maximum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1), 1e-9)
+    return steps, oks, methods
+
+
+def _corridor_turn_step_scales(carry: bool) -> tuple[float, float, list[str]]:
+    """The corridor turn (``_corridor_turn_walk``); at frame 30 every map point is dropped, as
+    when all of them have left the view. Returns the median step length over the truth's
+    before and after, and the scale methods used after the drop. ``carry`` False forgets the
+    map's ratio to the learned depth, so the scene's median depth alone scales the next map."""
+    def drop_map(i, geo, img):
+        if i == 30:
+            geo.tracks.Xw[:] = np.nan
+            if not carry:
+                geo.network_ratios.clear()
+        return img
+    steps, oks, methods = _corridor_turn_walk([], 60, drop_map)
+    assert all(oks)
     return float(np.median(steps[5:28])), float(np.median(steps[34:])), methods
 
 
